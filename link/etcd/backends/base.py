@@ -1,0 +1,90 @@
+"""The boundary between the middleware and an etcd API.
+
+A backend works one level above single keys: it reads a subtree, replaces a
+subtree and deletes a subtree, because that is the level at which both APIs can
+be correct without pretending (v3 has multi-key transactions, v2 has real
+directories, in-order keys and no transactions).  Absence is data (an empty
+:class:`Snapshot`, ``0`` deleted keys); the middleware decides what raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..codec import Node
+
+
+@dataclass(frozen=True, slots=True)
+class KeyValue:
+    """One stored key.  ``value`` is ``b''`` when read with ``keys_only``."""
+
+    key: str
+    value: bytes
+    mod_revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A subtree read at one point in time.
+
+    :attr revision: the store revision (v3) or ``X-Etcd-Index`` (v2) of the read.
+    :attr items: the subtree's own key (if it is a leaf) and every key below it.
+    """
+
+    revision: int
+    items: list[KeyValue] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A change seen by a watch: ``type`` is ``'PUT'`` or ``'DELETE'``."""
+
+    type: str
+    key: str
+    value: bytes
+    revision: int
+
+
+class Backend(Protocol):
+    """What the middleware needs from an etcd API.  Every method is thread-safe."""
+
+    endpoints: tuple[str, ...]
+
+    def read(self, key: str, *, keys_only: bool = False) -> Snapshot:
+        """The leaf at ``key`` and every key below ``key + '/'`` (v3: one txn of two ranges)."""
+        ...
+
+    def exists(self, key: str) -> bool:
+        """True when ``key`` is a leaf or has keys below it."""
+        ...
+
+    def children(self, key: str) -> list[str]:
+        """Names of the direct children of ``key`` (one segment each, sorted)."""
+        ...
+
+    def replace(self, key: str, node: Node, ancestors: Sequence[str]) -> None:
+        """Make ``key`` hold exactly ``node``; delete leaves at ``ancestors``."""
+        ...
+
+    def delete(self, key: str) -> int:
+        """Delete the leaf at ``key`` and every key below it; return how many were deleted
+        (v2: ``1`` when something was deleted)."""
+        ...
+
+    def watch(self, key: str, start_revision: int | None = None) -> Watch:
+        """Watch ``key`` and every key below it for changes."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the backend must not be used afterwards."""
+        ...
+
+
+class Watch(Protocol):
+    """An open watch: iterate to receive :class:`Event` s, ``cancel()`` to stop."""
+
+    def __iter__(self) -> Iterator[Event]: ...
+
+    def cancel(self) -> None: ...

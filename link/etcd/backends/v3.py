@@ -1,0 +1,529 @@
+"""The etcd v3 backend, through etcd3gw's JSON gateway client (``/v3/kv/txn``, ``/v3/kv/range``).
+
+Every read is one ``txn`` of two ranges (the key itself and everything below
+``key + '/'``) evaluated at one revision, so a reader sees one consistent state.
+A write encodes the whole tree first, reads the subtree's current keys and
+values, and sends only what changes (puts of new or changed values, deletes of
+stale keys) as transactions of at most ``max_txn_ops`` operations and
+``max_request_bytes`` bytes.  Each transaction carries ``compare``s on the mod
+revisions of what it covers against the revision of that read; on a failed
+compare the write starts again from a fresh read.  When the change fits in one
+transaction the replace is atomic.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from etcd3gw.client import Etcd3Client
+from requests.adapters import HTTPAdapter
+
+from ..codec import Node, flatten
+from ..errors import (
+    EtcdAuthError,
+    EtcdCompareFailed,
+    EtcdConnectionFailed,
+    EtcdError,
+    EtcdInvalidTree,
+    EtcdPartialWrite,
+    EtcdPermissionDenied,
+    EtcdTimeout,
+)
+from ..paths import SEP, range_end
+from ..settings import EtcdSettings
+from .base import Event, KeyValue, Snapshot
+
+#: Keys per range response page when reading very large subtrees.
+PAGE_SIZE = 20_000
+#: Write attempts (initial + retries) when a compare keeps failing.
+WRITE_ATTEMPTS = 6
+#: Bytes reserved per txn for framing and compares, and per operation.
+TXN_OVERHEAD_BYTES = 4096
+OP_OVERHEAD_BYTES = 32
+
+# gRPC status codes carried in the gateway's error bodies.
+_UNAUTHENTICATED = 16
+_PERMISSION_DENIED = 7
+_INVALID_ARGUMENT = 3
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text)
+
+
+def _range_op(key: bytes, end: bytes | None = None, **options: Any) -> dict[str, Any]:
+    request: dict[str, Any] = {"key": _b64(key), **options}
+    if end is not None:
+        request["range_end"] = _b64(end)
+    return {"request_range": request}
+
+
+def _put_op(key: str, value: bytes) -> dict[str, Any]:
+    return {"request_put": {"key": _b64(key.encode()), "value": _b64(value)}}
+
+
+def _delete_op(key: str) -> dict[str, Any]:
+    return {"request_delete_range": {"key": _b64(key.encode())}}
+
+
+def _unchanged_since(revision: int, key: bytes, end: bytes | None = None) -> dict[str, Any]:
+    """Compare: every key in ``[key, end)`` (or ``key`` alone) has mod_revision <= revision."""
+    compare: dict[str, Any] = {
+        "key": _b64(key),
+        "target": "MOD",
+        "result": "LESS",
+        "mod_revision": str(revision + 1),
+    }
+    if end is not None:
+        compare["range_end"] = _b64(end)
+    return compare
+
+
+def _key_values(response_range: dict[str, Any]) -> list[KeyValue]:
+    return [
+        KeyValue(
+            _unb64(kv["key"]).decode("utf-8", "surrogateescape"),
+            _unb64(kv.get("value", "")),
+            int(kv.get("mod_revision", 0)),
+        )
+        for kv in response_range.get("kvs", ())
+    ]
+
+
+class _Endpoint:
+    """One cluster member: its etcd3gw client (session, URLs) and auth token."""
+
+    def __init__(self, url: str, settings: EtcdSettings) -> None:
+        parts = urlsplit(url)
+        session = requests.Session()
+        session.trust_env = settings.use_proxies
+        adapter = HTTPAdapter(
+            pool_connections=1, pool_maxsize=settings.per_host_pool_size, max_retries=0
+        )
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        if settings.ca_cert:
+            session.verify = settings.ca_cert
+        if settings.cert:
+            session.cert = (settings.cert, settings.cert_key) if settings.cert_key else settings.cert
+        self.url = url
+        self.client = Etcd3Client(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or settings.port,
+            protocol=parts.scheme,
+            timeout=settings.read_timeout,
+            api_path="/v3/",
+            session=session,
+        )
+        self.token: str | None = None
+
+
+class V3Backend:
+    """Backend over the etcd v3 API.  Thread-safe; fails over between endpoints.
+
+    :param settings: connection settings; ``urls`` gives the endpoints, tried in
+        order starting from the last one that answered.
+    """
+
+    def __init__(self, settings: EtcdSettings) -> None:
+        self.settings = settings
+        self.endpoints: tuple[str, ...] = tuple(settings.urls)
+        self._members = [_Endpoint(url, settings) for url in self.endpoints]
+        self._current = 0
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"V3Backend(endpoints={self.endpoints!r})"
+
+    # -- transport ---------------------------------------------------------
+
+    def _post(self, path: str, payload: dict[str, Any], key: str | None = None) -> Any:
+        """POST ``payload`` to ``/v3/<path>``, failing over between endpoints.
+
+        :raises EtcdConnectionFailed: (or :class:`EtcdTimeout`) naming every endpoint
+            tried, when none answered before ``read_timeout`` seconds passed.
+        """
+        body = json.dumps(payload)
+        deadline = time.monotonic() + self.settings.read_timeout
+        tried: list[str] = []
+        timed_out = False
+        last: Exception | None = None
+        start = self._current
+        count = len(self._members)
+        for step in range(count):
+            index = (start + step) % count
+            member = self._members[index]
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            tried.append(member.url)
+            try:
+                result = self._post_to(member, path, body, remaining, key)
+            except (requests.Timeout, _Unavailable) as exc:
+                timed_out = timed_out or isinstance(exc, requests.Timeout)
+                last = exc
+                continue
+            except requests.ConnectionError as exc:
+                last = exc
+                continue
+            self._current = index
+            return result
+        error = EtcdTimeout if timed_out else EtcdConnectionFailed
+        raise error(
+            f"no etcd endpoint answered within {self.settings.read_timeout} s "
+            f"(tried {len(tried)} of {count}): {last}",
+            endpoints=tried or self.endpoints,
+            key=key,
+        ) from last
+
+    def _post_to(
+        self, member: _Endpoint, path: str, body: str, timeout: float, key: str | None
+    ) -> Any:
+        url = member.client.get_url(path)
+        if self.settings.username and member.token is None:
+            self._authenticate(member, timeout)
+        response = member.client.session.post(url, data=body, timeout=timeout)
+        if response.status_code == 401 and self.settings.username:
+            self._authenticate(member, timeout)  # the token expired: once more with a new one
+            response = member.client.session.post(url, data=body, timeout=timeout)
+        if response.status_code == 200:
+            return response.json()
+        raise self._translate(member, response, key)
+
+    def _authenticate(self, member: _Endpoint, timeout: float) -> None:
+        response = member.client.session.post(
+            member.client.get_url("/auth/authenticate"),
+            data=json.dumps(
+                {"name": self.settings.username, "password": self.settings.password or ""}
+            ),
+            timeout=timeout,
+        )
+        if response.status_code != 200:
+            raise self._translate(member, response, None)
+        member.token = response.json()["token"]
+        member.client.session.headers["Authorization"] = member.token
+
+    def _translate(self, member: _Endpoint, response: requests.Response, key: str | None) -> Any:
+        """Map an error response to an exception (returned, for the caller to raise)."""
+        try:
+            detail = response.json()
+        except ValueError:
+            detail = {}
+        message = str(detail.get("message") or detail.get("error") or response.text).strip()
+        code = detail.get("code")
+        where = {"endpoints": (member.url,), "key": key}
+        if response.status_code in (502, 503):
+            return _Unavailable(message)
+        if code == _PERMISSION_DENIED or response.status_code == 403:
+            return EtcdPermissionDenied(f"permission denied: {message}", **where)
+        if code == _UNAUTHENTICATED or response.status_code == 401 or "authentication" in message:
+            return EtcdAuthError(f"authentication failed: {message}", **where)
+        if "user name is empty" in message or "token" in message:
+            return EtcdAuthError(f"authentication required: {message}", **where)
+        if "request is too large" in message or "too many operations" in message:
+            return EtcdInvalidTree(f"etcd rejected the request: {message}", **where)
+        return EtcdError(f"etcd error {response.status_code}: {message}", **where)
+
+    def _txn(
+        self,
+        compare: Sequence[dict[str, Any]],
+        success: Sequence[dict[str, Any]],
+        key: str | None = None,
+    ) -> dict[str, Any]:
+        return self._post("/kv/txn", {"compare": list(compare), "success": list(success)}, key)
+
+    # -- reads -------------------------------------------------------------
+
+    def read(self, key: str, *, keys_only: bool = False) -> Snapshot:
+        """The leaf at ``key`` and every key below it, at one revision.
+
+        One ``txn`` of two ``range`` requests (more ``range`` requests pinned to the
+        same revision only past :data:`PAGE_SIZE` keys).
+
+        :returns: a :class:`Snapshot`; ``items`` sorted by key, empty when nothing
+            is stored.
+        :raises EtcdConnectionFailed: no endpoint answered.
+        """
+        options: dict[str, Any] = {"keys_only": True} if keys_only else {}
+        return self._read_subtree(key, [key] if key else [], options)
+
+    def _read_subtree(self, key: str, singles: Sequence[str], options: dict[str, Any]) -> Snapshot:
+        """One txn: a range per key of ``singles``, then the prefix ``key + '/'``,
+        paged at the txn's revision when it holds more than :data:`PAGE_SIZE` keys."""
+        prefix = (key + SEP).encode()
+        end = range_end(prefix)
+        ops = [_range_op(single.encode(), **options) for single in singles]
+        ops.append(_range_op(prefix, end, limit=PAGE_SIZE, **options))
+        response = self._txn([], ops, key)
+        revision = int(response["header"]["revision"])
+        ranges = [r["response_range"] for r in response.get("responses", ())]
+        items = [kv for r in ranges for kv in _key_values(r)]
+        more = bool(ranges[-1].get("more"))
+        while more:
+            start = items[-1].key.encode("utf-8", "surrogateescape") + b"\x00"
+            page = self._post(
+                "/kv/range",
+                {
+                    "key": _b64(start),
+                    "range_end": _b64(end),
+                    "limit": PAGE_SIZE,
+                    "revision": revision,
+                    **options,
+                },
+                key,
+            )
+            items.extend(_key_values(page))
+            more = bool(page.get("more"))
+        return Snapshot(revision, items)
+
+    def exists(self, key: str) -> bool:
+        """One ``txn`` of two ``count_only`` ranges."""
+        prefix = (key + SEP).encode()
+        ops = [_range_op(prefix, range_end(prefix), count_only=True)]
+        if key:
+            ops.append(_range_op(key.encode(), count_only=True))
+        response = self._txn([], ops, key)
+        return any(
+            int(r["response_range"].get("count", 0)) for r in response.get("responses", ())
+        )
+
+    def children(self, key: str) -> list[str]:
+        """Direct child names of ``key``, from one ``keys_only`` read of the subtree."""
+        base = key + SEP
+        names = {
+            kv.key[len(base):].split(SEP, 1)[0]
+            for kv in self.read(key, keys_only=True).items
+            if kv.key.startswith(base)
+        }
+        return sorted(names)
+
+    # -- writes ------------------------------------------------------------
+
+    def replace(self, key: str, node: Node, ancestors: Sequence[str]) -> None:
+        """Make ``key`` hold exactly ``node``; delete any leaf at ``ancestors``.
+
+        :raises EtcdInvalidTree: a single key/value exceeds ``max_request_bytes``
+            (before anything is sent).
+        :raises EtcdCompareFailed: other writers kept changing the subtree for
+            :data:`WRITE_ATTEMPTS` attempts.
+        :raises EtcdPartialWrite: a write of several txns failed after some were
+            applied (the cause is chained).
+        """
+        leaves = dict(flatten(node, key))
+        self._check_sizes(leaves)
+        for attempt in range(WRITE_ATTEMPTS):
+            if attempt:
+                time.sleep(random.uniform(0, 0.01 * 2**attempt))
+            if self._replace_once(key, leaves, ancestors):
+                return
+        raise EtcdCompareFailed(
+            f"other writers kept changing {key!r}; gave up after {WRITE_ATTEMPTS} attempts "
+            "(a write of several txns may have been partly applied)",
+            endpoints=self.endpoints,
+            key=key,
+        )
+
+    def _check_sizes(self, leaves: dict[str, bytes]) -> None:
+        limit = self._txn_budget()
+        for leaf_key, value in leaves.items():
+            size = len(leaf_key.encode()) + len(value) + OP_OVERHEAD_BYTES
+            if size > limit:
+                raise EtcdInvalidTree(
+                    f"{leaf_key!r} holds {len(value)} bytes, more than one etcd request "
+                    f"may carry (max_request_bytes={self.settings.max_request_bytes})",
+                    key=leaf_key,
+                )
+
+    def _txn_budget(self) -> int:
+        return self.settings.max_request_bytes - TXN_OVERHEAD_BYTES
+
+    def _read_for_write(self, key: str, ancestors: Sequence[str]) -> Snapshot:
+        """The subtree (with values) and any leaves at ``ancestors``, in one txn."""
+        return self._read_subtree(key, [k for k in (*ancestors, key) if k], {})
+
+    def _replace_once(self, key: str, leaves: dict[str, bytes], ancestors: Sequence[str]) -> bool:
+        snapshot = self._read_for_write(key, ancestors)
+        current = {kv.key: kv.value for kv in snapshot.items}
+        ops: list[tuple[str, dict[str, Any], int]] = []
+        for leaf_key, value in leaves.items():
+            if current.get(leaf_key) != value:
+                size = len(leaf_key.encode()) + len(value) + OP_OVERHEAD_BYTES
+                ops.append((leaf_key, _put_op(leaf_key, value), size))
+        for old_key in current:
+            if old_key not in leaves:
+                ops.append((old_key, _delete_op(old_key), len(old_key) + OP_OVERHEAD_BYTES))
+        if not ops:
+            return True
+        ops.sort(key=lambda op: op[0])
+        batches = self._batches(ops)
+        revision = snapshot.revision
+        if len(batches) == 1:
+            prefix = (key + SEP).encode()
+            singles = [k for k in (*ancestors, key) if k]
+            compares = [_unchanged_since(revision, k.encode()) for k in singles]
+            compares.append(_unchanged_since(revision, prefix, range_end(prefix)))
+            response = self._txn(compares, [op for _, op, _ in ops], key)
+            return bool(response.get("succeeded"))
+        return self._apply_batches(key, batches, revision)
+
+    def _batches(
+        self, ops: list[tuple[str, dict[str, Any], int]]
+    ) -> list[list[tuple[str, dict[str, Any], int]]]:
+        budget = self._txn_budget()
+        limit = self.settings.max_txn_ops
+        batches: list[list[tuple[str, dict[str, Any], int]]] = [[]]
+        size = 0
+        for op in ops:
+            if batches[-1] and (len(batches[-1]) >= limit or size + op[2] > budget):
+                batches.append([])
+                size = 0
+            batches[-1].append(op)
+            size += op[2]
+        return batches
+
+    def _apply_batches(
+        self, key: str, batches: list[list[tuple[str, dict[str, Any], int]]], revision: int
+    ) -> bool:
+        """Send the txns in key order; each compares only the keys it covers.
+
+        Keys inside the subtree are compared as one range from the batch's first to
+        its last key; keys outside it (the subtree's own key, ancestors) one by one.
+        """
+        inside = key + SEP
+        for done, batch in enumerate(batches):
+            compares = [
+                _unchanged_since(revision, k.encode()) for k, _, _ in batch if not k.startswith(inside)
+            ]
+            span = [k for k, _, _ in batch if k.startswith(inside)]
+            if span:
+                compares.append(
+                    _unchanged_since(revision, span[0].encode(), span[-1].encode() + b"\x00")
+                )
+            try:
+                response = self._txn(compares, [op for _, op, _ in batch], key)
+            except EtcdError as exc:
+                if done == 0:
+                    raise
+                raise EtcdPartialWrite(
+                    f"write of {key!r} stopped after {done} of {len(batches)} txns; "
+                    f"the subtree holds a mix of old and new keys: {exc}",
+                    applied=done,
+                    total=len(batches),
+                    endpoints=exc.endpoints or self.endpoints,
+                    key=key,
+                ) from exc
+            if not response.get("succeeded"):
+                return False
+        return True
+
+    def delete(self, key: str) -> int:
+        """Delete ``key`` and everything below it in one ``txn`` of two ``delete_range``."""
+        prefix = (key + SEP).encode()
+        ops = [{"request_delete_range": {"key": _b64(prefix), "range_end": _b64(range_end(prefix))}}]
+        if key:
+            ops.append(_delete_op(key))
+        response = self._txn([], ops, key)
+        return sum(
+            int(r["response_delete_range"].get("deleted", 0))
+            for r in response.get("responses", ())
+        )
+
+    # -- watch -------------------------------------------------------------
+
+    def watch(self, key: str, start_revision: int | None = None) -> V3Watch:
+        """Watch ``key`` and every key below it (``/v3/watch`` stream, one per call)."""
+        return V3Watch(self, key, start_revision)
+
+    def close(self) -> None:
+        """Close every endpoint's HTTP session."""
+        for member in self._members:
+            member.client.session.close()
+
+
+class _Unavailable(Exception):
+    """A member answered 502/503 (no leader, stopping): try the next one."""
+
+
+class V3Watch:
+    """A watch stream on ``key`` and its subtree: iterate for :class:`Event` s.
+
+    Reconnects (to any endpoint) after a dropped stream, resuming from the next
+    revision, so no event is lost while the compaction has not passed it.
+    """
+
+    def __init__(self, backend: V3Backend, key: str, start_revision: int | None) -> None:
+        self._backend = backend
+        self._key = key
+        self._next_revision = start_revision
+        self._response: requests.Response | None = None
+        self._cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        """Stop the watch; a blocked iteration ends."""
+        self._cancelled.set()
+        response = self._response
+        if response is not None:
+            response.close()
+
+    def __iter__(self) -> Iterator[Event]:
+        while not self._cancelled.is_set():
+            try:
+                yield from self._stream()
+            except (requests.RequestException, EtcdConnectionFailed, ValueError, AttributeError):
+                if self._cancelled.is_set():
+                    return
+                time.sleep(0.2)
+
+    def _stream(self) -> Iterator[Event]:
+        backend = self._backend
+        member = backend._members[backend._current]
+        watch_key = self._key.encode() if self._key else SEP.encode()
+        create: dict[str, Any] = {
+            "key": _b64(watch_key),
+            "range_end": _b64(range_end(watch_key)),
+        }
+        if self._next_revision is not None:
+            create["start_revision"] = self._next_revision
+        if backend.settings.username and member.token is None:
+            backend._authenticate(member, backend.settings.read_timeout)
+        try:
+            response = member.client.session.post(
+                member.client.get_url("/watch"),
+                data=json.dumps({"create_request": create}),
+                stream=True,
+                timeout=(backend.settings.read_timeout, None),
+            )
+        except requests.ConnectionError:
+            backend._current = (backend._current + 1) % len(backend._members)
+            raise
+        self._response = response
+        if self._cancelled.is_set():
+            response.close()
+            return
+        inside = self._key + SEP
+        for line in response.iter_lines():
+            if not line:
+                continue
+            result = json.loads(line).get("result", {})
+            for raw in result.get("events", ()):
+                kv = raw["kv"]
+                event_key = _unb64(kv["key"]).decode("utf-8", "surrogateescape")
+                if self._key and event_key != self._key and not event_key.startswith(inside):
+                    continue  # e.g. '/app-x' for a watch on '/app'
+                revision = int(kv.get("mod_revision", 0))
+                self._next_revision = revision + 1
+                yield Event(
+                    raw.get("type", "PUT"), event_key, _unb64(kv.get("value", "")), revision
+                )

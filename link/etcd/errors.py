@@ -1,0 +1,118 @@
+"""Exceptions raised by link.etcd.
+
+Hierarchy::
+
+    EtcdError                      root; carries ``endpoints`` and ``key`` where known
+    ├── EtcdKeyNotFound            also a KeyError: nothing stored at the path
+    ├── EtcdInvalidTree            also a ValueError: bad input, raised before any write
+    ├── EtcdSettingsError          also a ValueError: bad setting (file, key and value named)
+    ├── EtcdConnectionFailed       no endpoint answered (every endpoint tried is named)
+    │   └── EtcdTimeout            an endpoint did not answer within ``read_timeout``
+    ├── EtcdAuthError              credentials rejected or permission denied
+    │   └── EtcdPermissionDenied   authenticated, but the user may not touch the key
+    ├── EtcdCompareFailed          a txn compare (v3) or a concurrent change kept failing
+    └── EtcdPartialWrite           a multi-request write stopped part way (cause chained)
+
+Only :class:`EtcdKeyNotFound` is a :class:`KeyError`: a dead network never looks
+like a missing key.  Backends translate their client library's exceptions into
+these classes in one place each, always chaining the original with ``from``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class EtcdError(Exception):
+    """Root of every exception raised by link.etcd.
+
+    :param message: human readable text.
+    :param endpoints: the endpoints (``scheme://host:port``) involved, if known.
+    :param key: the etcd key or middleware path involved, if known.
+    """
+
+    def __init__(
+        self, message: str, *, endpoints: Sequence[str] = (), key: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.endpoints: tuple[str, ...] = tuple(endpoints)
+        self.key = key
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.key is not None and self.key not in text:
+            text = f"{text} (key {self.key!r})"
+        if self.endpoints:
+            text = f"{text} [endpoints: {', '.join(self.endpoints)}]"
+        return text
+
+
+class EtcdKeyNotFound(EtcdError, KeyError):
+    """Nothing is stored at the path: no leaf and no directory."""
+
+    def __str__(self) -> str:  # KeyError.__str__ would repr() the message
+        return EtcdError.__str__(self)
+
+
+class EtcdInvalidTree(EtcdError, ValueError):
+    """The value or path cannot be stored; raised before anything is written."""
+
+
+class EtcdSettingsError(EtcdError, ValueError):
+    """A setting has a bad name, type or value."""
+
+
+class EtcdConnectionFailed(EtcdError):
+    """No endpoint of the cluster could be reached."""
+
+
+class EtcdTimeout(EtcdConnectionFailed):
+    """An endpoint did not answer within the configured ``read_timeout``."""
+
+
+class EtcdAuthError(EtcdError):
+    """The cluster rejected the credentials (or requires some and none were given)."""
+
+
+class EtcdPermissionDenied(EtcdAuthError):
+    """The authenticated user has no permission on the key."""
+
+
+class EtcdCompareFailed(EtcdError):
+    """A transaction compare failed: another writer changed the subtree meanwhile."""
+
+
+class EtcdPartialWrite(EtcdError):
+    """A write that needed several requests stopped after some of them were applied.
+
+    :attr applied: number of requests (txns on v3, key writes on v2) applied.
+    :attr total: number of requests the write needed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        applied: int,
+        total: int,
+        endpoints: Sequence[str] = (),
+        key: str | None = None,
+    ) -> None:
+        super().__init__(message, endpoints=endpoints, key=key)
+        self.applied = applied
+        self.total = total
+
+
+__all__ = [
+    "EtcdAuthError",
+    "EtcdCompareFailed",
+    "EtcdConnectionFailed",
+    "EtcdError",
+    "EtcdInvalidTree",
+    "EtcdKeyNotFound",
+    "EtcdPartialWrite",
+    "EtcdPermissionDenied",
+    "EtcdSettingsError",
+    "EtcdTimeout",
+]

@@ -1,0 +1,234 @@
+"""EtcdMiddleware: a ``MutableMapping`` of paths to Python trees stored in etcd."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, MutableMapping
+from typing import Any
+
+from . import codec
+from .backends import Backend, open_backend
+from .backends.base import Snapshot
+from .errors import EtcdInvalidTree, EtcdKeyNotFound
+from .paths import ancestor_keys, join_key, normalize_prefix, relative_key, split_path
+from .settings import EtcdSettings, load_settings
+
+_MISSING: Any = object()
+
+
+class EtcdMiddleware(MutableMapping[str, Any]):
+    """A dictionary of trees over etcd (v3 API by default, v2 with ``api='v2'``).
+
+    Keys are paths (``'/app/db'`` and ``'app/db'`` name the same node) below the
+    ``prefix`` setting; values are Python trees: a ``dict`` is a directory, a
+    ``list``/``tuple`` ordered children, ``str``/``int``/``float``/``bool``/``None``
+    a leaf.  Reading gives back exactly what was written (tuples come back as
+    lists).  See ``docs/storage-format.md`` for the keys and values in etcd.
+
+    No connection is opened until the first operation.  One instance may be
+    shared by several threads.
+
+    :param settings: the settings to use; when ``None`` they are loaded with
+        :func:`link.etcd.settings.load_settings` (``middleware.conf`` files,
+        ``LINK_ETCD_*`` environment variables, ``uri``, then ``overrides``).
+    :param uri: an ``etcd://`` URI (only when ``settings`` is ``None``).
+    :param overrides: any :class:`EtcdSettings` field (``host``, ``endpoints``,
+        ``api``, ``prefix``, ``read_timeout``, …).
+    :raises EtcdSettingsError: a setting is unknown or has a bad value.
+    """
+
+    def __init__(
+        self, settings: EtcdSettings | None = None, *, uri: str | None = None, **overrides: Any
+    ) -> None:
+        if settings is None:
+            settings = load_settings(uri=uri, **overrides)
+        elif uri is not None or overrides:
+            settings = settings.replace(**_uri_fields(uri), **overrides)
+        self.settings = settings
+        self._stem = normalize_prefix(settings.prefix)
+        self._backend: Backend | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_uri(cls, uri: str, **overrides: Any) -> EtcdMiddleware:
+        """Build a middleware from ``etcd://[user:password@]host[:port][,host2...][/prefix][?k=v]``.
+
+        ``etcds://`` selects TLS; query parameters are settings (``api=v2``,
+        ``ca_cert=/path``, ``read_timeout=3``); ``overrides`` win over the URI.
+        """
+        return cls(uri=uri, **overrides)
+
+    def __repr__(self) -> str:
+        s = self.settings
+        return f"EtcdMiddleware(api={s.api!r}, endpoints={s.urls!r}, prefix={s.prefix!r})"
+
+    @property
+    def backend(self) -> Backend:
+        """The backend for ``settings.api``, created on first use (no request is sent)."""
+        with self._lock:
+            if self._backend is None:
+                self._backend = open_backend(self.settings)
+            return self._backend
+
+    def close(self) -> None:
+        """Close connections; the middleware reconnects if used again."""
+        with self._lock:
+            backend, self._backend = self._backend, None
+        if backend is not None:
+            backend.close()
+
+    def __enter__(self) -> EtcdMiddleware:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- paths -------------------------------------------------------------
+
+    def key(self, path: str) -> str:
+        """The etcd key that ``path`` names (``'/app'`` → ``'/myprefix/app'``).
+
+        :raises EtcdInvalidTree: bad path (see :func:`link.etcd.paths.split_path`).
+        """
+        return join_key(self._stem, split_path(path))
+
+    def _writable(self, path: str) -> tuple[str, list[str]]:
+        segments = split_path(path)
+        if not segments:
+            raise EtcdInvalidTree(
+                "the root cannot be replaced or deleted as a value; use clear() or a "
+                "path below it",
+                key=path,
+            )
+        return join_key(self._stem, segments), ancestor_keys(self._stem, segments)
+
+    # -- reading -----------------------------------------------------------
+
+    def __getitem__(self, path: str) -> Any:
+        """Read the value at ``path``: a scalar for a leaf, the whole tree for a directory.
+
+        One request on v3 (a ``txn`` of two ``range``s), one recursive ``GET`` on v2.
+
+        :raises EtcdKeyNotFound: nothing is stored at ``path`` (a ``KeyError``).
+        :raises EtcdConnectionFailed: no endpoint answered within ``read_timeout``.
+        """
+        key = self.key(path)
+        snapshot = self.backend.read(key)
+        if not snapshot.items:
+            raise EtcdKeyNotFound(f"nothing stored at {path!r}", key=path)
+        return _decode(key, snapshot)
+
+    def get(self, path: str, default: Any = None) -> Any:
+        """``self[path]``, or ``default`` when nothing is stored there.
+
+        Connection errors are raised, never turned into ``default``.
+        """
+        try:
+            return self[path]
+        except EtcdKeyNotFound:
+            return default
+
+    def __contains__(self, path: object) -> bool:
+        """True when ``path`` is a leaf or a directory (v3: one ``count_only`` txn)."""
+        if not isinstance(path, str):
+            return False
+        return self.backend.exists(self.key(path))
+
+    def children(self, path: str = "/") -> list[str]:
+        """Names of the direct children of ``path``, sorted, without reading values.
+
+        Names are key segments (as they appear in etcd): ``f'{path}/{name}'`` is a
+        path to the child.  A leaf or a missing path has no children (``[]``).
+        v3 reads the subtree's keys (``keys_only``); v2 reads one directory level.
+        """
+        return self.backend.children(self.key(path))
+
+    def __iter__(self) -> Iterator[str]:
+        """The root's direct children as ``'/name'`` paths."""
+        return iter(["/" + name for name in self.children("/")])
+
+    def __len__(self) -> int:
+        """Number of direct children of the root."""
+        return len(self.children("/"))
+
+    # -- writing -----------------------------------------------------------
+
+    def __setitem__(self, path: str, value: Any) -> None:
+        """Replace whatever is at ``path`` with ``value``: afterwards ``self[path] == value``
+        and no key of the previous subtree survives.
+
+        The value is validated and encoded before any request.  v3: only the keys
+        that change are sent, in ``txn``s of at most ``max_txn_ops`` operations and
+        ``max_request_bytes`` bytes, guarded by compares on the mod revisions of the
+        subtree; atomic when one ``txn`` suffices.  v2: not atomic (no transactions).
+
+        :raises EtcdInvalidTree: bad path or value (nothing is written).
+        :raises EtcdCompareFailed: concurrent writers kept changing the subtree.
+        :raises EtcdPartialWrite: a multi-request write stopped part way.
+        :raises EtcdConnectionFailed: no endpoint answered.
+        """
+        key, ancestors = self._writable(path)
+        node = codec.encode(value, path)
+        self.backend.replace(key, node, ancestors)
+
+    def set(self, path: str, value: Any) -> None:
+        """Same as ``self[path] = value``."""
+        self[path] = value
+
+    def __delitem__(self, path: str) -> None:
+        """Delete the leaf or the whole subtree at ``path`` (v3: one ``txn``).
+
+        :raises EtcdKeyNotFound: nothing was stored there.
+        """
+        key, _ = self._writable(path)
+        if not self.backend.delete(key):
+            raise EtcdKeyNotFound(f"nothing stored at {path!r}", key=path)
+
+    def pop(self, path: str, default: Any = _MISSING) -> Any:
+        """Read and delete ``path``; ``default`` (if given) when nothing is there."""
+        try:
+            value = self[path]
+            del self[path]
+        except EtcdKeyNotFound:
+            if default is _MISSING:
+                raise
+            return default
+        return value
+
+    def clear(self) -> None:
+        """Delete every key below the root prefix (v3: one ``txn``)."""
+        self.backend.delete(self._stem)
+
+    # -- watching ----------------------------------------------------------
+
+    def watch(self, path: str = "/", start_revision: int | None = None) -> Any:
+        """Watch ``path`` and its subtree; iterate the result for
+        :class:`link.etcd.backends.base.Event` s, call ``cancel()`` to stop.
+
+        :param start_revision: first revision (v3) or index (v2) to report;
+            ``None`` reports changes from now on.
+        """
+        return self.backend.watch(self.key(path), start_revision)
+
+    def snapshot(self, path: str = "/") -> tuple[Any, int]:
+        """``(value, revision)``: the value at ``path`` and the revision it was read at.
+
+        :raises EtcdKeyNotFound: nothing is stored at ``path``.
+        """
+        key = self.key(path)
+        snapshot = self.backend.read(key)
+        if not snapshot.items:
+            raise EtcdKeyNotFound(f"nothing stored at {path!r}", key=path)
+        return _decode(key, snapshot), snapshot.revision
+
+
+def _decode(key: str, snapshot: Snapshot) -> Any:
+    return codec.decode((relative_key(key, kv.key), kv.value) for kv in snapshot.items)
+
+
+def _uri_fields(uri: str | None) -> dict[str, Any]:
+    if uri is None:
+        return {}
+    from .settings import parse_uri
+
+    return parse_uri(uri)
