@@ -42,8 +42,16 @@ WATCH_POLL_SECONDS = 1.0
 
 
 def _quote(key: str) -> str:
-    """Percent-encode a key for the v2 URL path (``%``, ``#``, ``?``, spaces, non-ASCII)."""
+    """The URL path for ``key``: segments starting with ``_`` (hidden on v2) get ``%5F``
+    instead, then ``%``, ``#``, ``?``, spaces and non-ASCII are percent-encoded."""
+    if "/_" in key:
+        key = key.replace("/_", "/%5F")
     return quote(key or SEP, safe="/")
+
+
+def _unhide(key: str) -> str:
+    """Inverse of the ``_`` → ``%5F`` step of :func:`_quote`, for keys the server returns."""
+    return key.replace("/%5F", "/_") if "/%5F" in key else key
 
 
 class V2Backend:
@@ -91,8 +99,12 @@ class V2Backend:
         """The python-etcd client, created on first use."""
         with self._lock:
             if self._client is None:
-                with self._translate(None):
+                try:
                     self._client = self._make_client()
+                except etcd.EtcdException as exc:  # with allow_reconnect it asks for members
+                    raise EtcdConnectionFailed(
+                        f"no etcd endpoint answered: {exc}", endpoints=self.endpoints
+                    ) from exc
             return self._client
 
     def _make_client(self) -> etcd.Client:
@@ -125,8 +137,8 @@ class V2Backend:
                 response = client.api_execute(
                     client.key_endpoint + _quote(key), client._MGET, params=params
                 )
-            except etcd.EtcdKeyNotFound as exc:
-                return int(getattr(exc, "payload", {}).get("index", 0) or 0), None
+            except (etcd.EtcdKeyNotFound, etcd.EtcdNotDir) as exc:  # NotDir: below a leaf
+                return int((getattr(exc, "payload", None) or {}).get("index", 0) or 0), None
             index = int(response.getheader("x-etcd-index") or 0)
             return index, json.loads(response.data.decode("utf-8"))["node"]
 
@@ -142,11 +154,13 @@ class V2Backend:
             if current.get("dir"):
                 children = current.get("nodes") or []
                 if not children and current.get("key"):  # the root directory has no key
-                    items.append(KeyValue(current["key"], EMPTY_DICT, current["modifiedIndex"]))
+                    items.append(
+                        KeyValue(_unhide(current["key"]), EMPTY_DICT, current["modifiedIndex"])
+                    )
                 stack.extend(reversed(children))
             else:
                 value = b"" if keys_only else current.get("value", "").encode("utf-8")
-                items.append(KeyValue(current["key"], value, current["modifiedIndex"]))
+                items.append(KeyValue(_unhide(current["key"]), value, current["modifiedIndex"]))
         return Snapshot(index, items)
 
     def exists(self, key: str) -> bool:
@@ -158,7 +172,7 @@ class V2Backend:
         node = self._get(key, sorted="true")[1]
         if node is None or not node.get("dir"):
             return []
-        return [child["key"].rsplit(SEP, 1)[-1] for child in node.get("nodes") or ()]
+        return [_unhide(child["key"]).rsplit(SEP, 1)[-1] for child in node.get("nodes") or ()]
 
     # -- writes ------------------------------------------------------------
 
@@ -220,7 +234,7 @@ class V2Backend:
         with self._translate(key):
             try:
                 client.delete(_quote(key), recursive=True)
-            except etcd.EtcdKeyNotFound:
+            except (etcd.EtcdKeyNotFound, etcd.EtcdNotDir):  # NotDir: an ancestor is a leaf
                 return False
         return True
 
@@ -295,7 +309,7 @@ def _append_job(key: str, items: list[Node]) -> Callable[[etcd.Client], None]:
             if isinstance(item, bytes):
                 client.write(_quote(key), item.decode("utf-8"), append=True)
                 continue
-            created = client.write(_quote(key), None, dir=True, append=True).key
+            created = _unhide(client.write(_quote(key), None, dir=True, append=True).key)
             for sub in _plan(created, item):
                 sub(client)
 
@@ -335,4 +349,4 @@ class V2Watch:
             self._index = result.modifiedIndex + 1
             kind = "PUT" if result.action in _PUT_ACTIONS else "DELETE"
             value = (result.value or "").encode("utf-8") if kind == "PUT" else b""
-            yield Event(kind, result.key, value, result.modifiedIndex)
+            yield Event(kind, _unhide(result.key), value, result.modifiedIndex)

@@ -1,0 +1,114 @@
+"""Pure tree encoding: no etcd needed."""
+
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from link.etcd import codec
+from link.etcd.errors import EtcdInvalidTree
+from link.etcd.paths import relative_key
+
+from .strategies import json_documents
+
+
+def roundtrip(value: Any) -> Any:
+    flat = codec.flatten(codec.encode(value), "/base")
+    return codec.decode((relative_key("/base", k), v) for k, v in flat)
+
+
+@pytest.mark.parametrize(
+    ("value", "stored"),
+    [
+        ("localhost", b"localhost"),
+        ("42", b'"42"'),
+        ("true", b'"true"'),
+        ("null", b'"null"'),
+        ('"quoted"', b'"\\"quoted\\""'),
+        ("[]", b'"[]"'),
+        ("{}", b'"{}"'),
+        ("[1, 2]", b"[1, 2]"),
+        ("NaN", b"NaN"),
+        (" 7", b'" 7"'),
+        ("", b""),
+        ("héllo", "héllo".encode()),
+        (42, b"42"),
+        (-1.5, b"-1.5"),
+        (1.0, b"1.0"),
+        (True, b"true"),
+        (None, b"null"),
+    ],
+)
+def test_leaf_encoding(value: Any, stored: bytes) -> None:
+    assert codec.encode_leaf(value) == stored
+    assert codec.decode_leaf(stored) == value
+    assert type(codec.decode_leaf(stored)) is type(value)
+
+
+@pytest.mark.parametrize(
+    ("stored", "value"),
+    [(b"5432", 5432), (b"localhost", "localhost"), (b"\xff\xfe", b"\xff\xfe"), (b"{}", {})],
+)
+def test_foreign_values(stored: bytes, value: Any) -> None:
+    assert codec.decode_leaf(stored) == value
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "50%", "%2F", "%", "01234567890123456789"])
+def test_names_escape_and_roundtrip(name: str) -> None:
+    segment = codec.escape_name(name)
+    assert "/" not in segment and segment not in ("", ".", "..")
+    assert not codec.is_position(segment)
+    assert codec.unescape_name(segment) == name
+
+
+def test_lists_use_in_order_positions() -> None:
+    flat = codec.flatten(codec.encode({"w": ["a", "b"]}), "")
+    assert flat == [("/w/00000000000000000000", b"a"), ("/w/00000000000000000001", b"b")]
+
+
+def test_empty_containers_are_marker_leaves() -> None:
+    assert codec.flatten(codec.encode({"d": {}, "l": []}), "") == [("/d", b"{}"), ("/l", b"[]")]
+
+
+def test_directory_wins_over_leaf() -> None:
+    assert codec.decode([("", b"leaf"), ("a", b"1")]) == {"a": 1}
+
+
+def test_list_gaps_close_and_order_follows_keys() -> None:
+    items = [("00000000000000000009", b"c"), ("00000000000000000002", b"a")]
+    assert codec.decode(items) == ["a", "c"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {1: "a"},
+        {"a": {1, 2}},
+        {"a": b"bytes"},
+        {"a": object()},
+        {"a": math.nan},
+        {"a": [math.inf]},
+        {"a": "\ud800"},
+    ],
+)
+def test_bad_input_rejected(value: Any) -> None:
+    with pytest.raises(EtcdInvalidTree):
+        codec.encode(value)
+
+
+def test_error_names_the_path() -> None:
+    with pytest.raises(EtcdInvalidTree, match=r"/app/x\[1\]"):
+        codec.encode({"x": [1, {2}]}, "/app")
+
+
+@given(json_documents())
+def test_roundtrip_property(doc: Any) -> None:
+    expected = list(doc) if isinstance(doc, tuple) else doc
+    assert roundtrip(doc) == expected
+
+
+@given(st.text())
+def test_any_string_roundtrips(text: str) -> None:
+    assert codec.decode_leaf(codec.encode_leaf(text)) == text

@@ -1,0 +1,232 @@
+"""EtcdMiddleware against a real etcd server, on both APIs (v3 and v2)."""
+
+import threading
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from link.etcd import (
+    EtcdConnectionFailed,
+    EtcdError,
+    EtcdInvalidTree,
+    EtcdKeyNotFound,
+    EtcdMiddleware,
+)
+
+from .strategies import json_documents
+
+DOC = {
+    "db": {"host": "db.example", "port": 5432, "ssl": True, "timeout": 2.5, "password": None},
+    "workers": ["a", "b", {"name": "c", "tags": ["x", "y"]}, [], {}],
+    "labels": {},
+    "numbers_as_text": ["42", "true", "null", '"q"', "[]"],
+    "odd names": {"a/b": 1, "": 2, "..": 3, "50%": 4, "00000000000000000001": 5},
+}
+
+
+def test_roundtrip_document(client: EtcdMiddleware) -> None:
+    client["/app"] = DOC
+    assert client["/app"] == DOC
+    assert client["app"] == DOC
+
+
+def test_leaf_and_subtree_reads(client: EtcdMiddleware) -> None:
+    client["/app"] = DOC
+    assert client["/app/db/port"] == 5432
+    assert client["/app/db"] == DOC["db"]
+    assert client["/app/workers"] == DOC["workers"]
+    assert client["/app/labels"] == {}
+
+
+def test_replace_leaves_no_old_key(client: EtcdMiddleware) -> None:
+    client["/app"] = DOC
+    client["/app"] = {"only": ["this"]}
+    assert client["/app"] == {"only": ["this"]}
+    client["/app"] = "scalar now"
+    assert client["/app"] == "scalar now"
+    assert client.children("/app") == []
+    client["/app"] = ["a"]
+    assert client["/app"] == ["a"]
+
+
+def test_write_below_a_leaf_replaces_the_leaf(client: EtcdMiddleware) -> None:
+    client["/app"] = "leaf"
+    client["/app/db/host"] = "h"
+    assert client["/app"] == {"db": {"host": "h"}}
+
+
+def test_shrinking_list(client: EtcdMiddleware) -> None:
+    client["/l"] = list(range(12))
+    client["/l"] = [0, 1]
+    assert client["/l"] == [0, 1]
+
+
+def test_missing_paths(client: EtcdMiddleware) -> None:
+    with pytest.raises(KeyError):
+        client["/missing"]
+    with pytest.raises(EtcdKeyNotFound):
+        del client["/missing"]
+    assert "/missing" not in client
+    assert client.get("/missing", "dflt") == "dflt"
+
+
+def test_contains_and_delete(client: EtcdMiddleware) -> None:
+    client["/app"] = DOC
+    assert "/app" in client
+    assert "/app/db" in client
+    assert "/app/db/port" in client
+    assert "/app/db/po" not in client
+    del client["/app/db"]
+    assert "/app/db" not in client
+    assert client["/app"]["workers"] == DOC["workers"]
+    del client["/app"]
+    assert "/app" not in client
+
+
+def test_delete_last_child_leaves_no_empty_directory(client: EtcdMiddleware) -> None:
+    client["/a"] = {"b": {"c": 1}}
+    del client["/a/b/c"]
+    assert "/a" not in client
+
+
+def test_mapping_protocol(client: EtcdMiddleware) -> None:
+    assert len(client) == 0
+    client.update({"/x": 1, "/y": {"z": [1, 2]}})
+    assert sorted(client) == ["/x", "/y"]
+    assert len(client) == 2
+    assert dict(client.items()) == {"/x": 1, "/y": {"z": [1, 2]}}
+    assert client == {"/x": 1, "/y": {"z": [1, 2]}}
+    assert client.setdefault("/x", 5) == 1
+    assert client.setdefault("/w", 5) == 5
+    assert client.pop("/w") == 5
+    assert client.pop("/w", None) is None
+    client.set("/s", "v")
+    assert client.get("/s") == "v"
+    assert client.children("/y") == ["z"]
+    client.clear()
+    assert len(client) == 0
+
+
+def test_iteration_yields_usable_paths(client: EtcdMiddleware) -> None:
+    client["/cfg"] = {"a/b": 1}
+    client.update({"/top%": 2})
+    assert {path: client[path] for path in client} == {"/cfg": {"a/b": 1}, "/top%": 2}
+    assert [client[f"/cfg/{name}"] for name in client.children("/cfg")] == [1]
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("/ok", {1: "non-str key"}),
+        ("/ok", {"a": {1, 2}}),
+        ("/ok", {"a": b"bytes"}),
+        ("/ok", {"a": float("nan")}),
+        ("/ok", {"a": [float("inf")]}),
+        ("/ok", {"a": object()}),
+        ("", 1),
+        ("/a//b", 1),
+        ("/a/../b", 1),
+        ("/a/./b", 1),
+        ("/", {"a": 1}),
+    ],
+)
+def test_bad_input_writes_nothing(client: EtcdMiddleware, path: str, value: Any) -> None:
+    client["/ok"] = {"before": True}
+    with pytest.raises(EtcdInvalidTree):
+        client[path] = value
+    assert dict(client.items()) == {"/ok": {"before": True}}
+
+
+def test_bad_input_is_also_a_value_error(client: EtcdMiddleware) -> None:
+    with pytest.raises(ValueError):
+        client["/x"] = {"s": {1}}
+
+
+def test_oversized_value_rejected_before_writing(v3: EtcdMiddleware) -> None:
+    v3["/big"] = "old"
+    with pytest.raises(EtcdInvalidTree, match="max_request_bytes"):
+        v3["/big"] = {"a": "small", "b": "x" * (2 * 1024 * 1024)}
+    assert v3["/big"] == "old"
+
+
+def test_large_tree_in_several_txns(client: EtcdMiddleware) -> None:
+    tree = {f"k{i:04d}": {"n": i, "s": f"v{i}"} for i in range(400)}
+    client["/big"] = tree
+    assert client["/big"] == tree
+    tree2 = {f"k{i:04d}": i for i in range(0, 400, 3)}
+    client["/big"] = tree2
+    assert client["/big"] == tree2
+
+
+def test_long_text_leaves_split_by_request_size(v3: EtcdMiddleware) -> None:
+    text = "y" * (400 * 1024)
+    tree = {f"t{i}": text for i in range(10)}  # 4 MiB in all, more than one request carries
+    v3["/texts"] = tree
+    assert v3["/texts"] == tree
+
+
+def test_threads_share_one_instance(client: EtcdMiddleware) -> None:
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(10):
+                client[f"/t{n}"] = {"i": i, "l": [n, i]}
+                assert client[f"/t{n}"] == {"i": i, "l": [n, i]}
+        except BaseException as exc:  # noqa: BLE001 - collected for the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(client) == [f"/t{n}" for n in range(6)]
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(doc=json_documents())
+def test_random_documents_roundtrip(client: EtcdMiddleware, doc: Any) -> None:
+    client["/doc"] = doc
+    assert client["/doc"] == doc
+
+
+def test_unreachable_cluster_names_every_endpoint(api: str) -> None:
+    endpoints = ["127.0.0.1:9", "127.0.0.1:10"]
+    client = EtcdMiddleware(endpoints=endpoints, api=api, read_timeout=2)
+    with pytest.raises(EtcdConnectionFailed) as info:
+        client["/x"]
+    assert not isinstance(info.value, KeyError)
+    message = str(info.value)
+    for endpoint in endpoints:
+        assert endpoint in message
+    with pytest.raises(EtcdConnectionFailed):
+        client["/x"] = 1
+    with pytest.raises(EtcdConnectionFailed):
+        "/x" in client  # noqa: B015
+
+
+def test_repr_hides_password(etcd_server: Any) -> None:
+    client = EtcdMiddleware(endpoints=[etcd_server.endpoint], username="u", password="s3cret")
+    assert "s3cret" not in repr(client)
+    assert "s3cret" not in repr(client.settings)
+
+
+def test_from_uri(etcd_server: Any, etcd_prefix: str) -> None:
+    uri = f"etcd://{etcd_server.host}:{etcd_server.port}{etcd_prefix}?api=v2"
+    client = EtcdMiddleware.from_uri(uri)
+    assert client.settings.api == "v2"
+    client["/x"] = {"y": 1}
+    plain = EtcdMiddleware(endpoints=[etcd_server.endpoint], api="v2")  # v2 has its own keyspace
+    assert plain[f"{etcd_prefix}/x/y"] == 1
+
+
+def test_errors_share_one_base() -> None:
+    assert issubclass(EtcdKeyNotFound, EtcdError) and issubclass(EtcdKeyNotFound, KeyError)
+    assert not issubclass(EtcdConnectionFailed, KeyError)

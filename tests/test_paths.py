@@ -1,0 +1,71 @@
+"""Pure path helpers: no etcd needed."""
+
+import pytest
+
+from link.etcd.errors import EtcdInvalidTree
+from link.etcd.paths import (
+    ancestor_keys,
+    join_key,
+    normalize_prefix,
+    range_end,
+    relative_key,
+    split_path,
+)
+
+
+@pytest.mark.parametrize(
+    ("path", "segments"),
+    [
+        ("/a/b", ("a", "b")),
+        ("a/b", ("a", "b")),
+        ("/a/b/", ("a", "b")),
+        ("/", ()),
+        ("/50%", ("50%",)),
+        ("/a b/ü", ("a b", "ü")),
+    ],
+)
+def test_split_path(path: str, segments: tuple[str, ...]) -> None:
+    assert split_path(path) == segments
+
+
+@pytest.mark.parametrize("path", ["", "//", "a//b", "/a/./b", "/a/../b", "..", "/a//"])
+def test_split_path_rejects_bad_paths(path: str) -> None:
+    with pytest.raises(EtcdInvalidTree):
+        split_path(path)
+
+
+def test_split_path_rejects_non_str() -> None:
+    with pytest.raises(EtcdInvalidTree, match="must be a str"):
+        split_path(b"/a")  # type: ignore[arg-type]
+
+
+def test_prefix_and_join() -> None:
+    assert normalize_prefix("/") == ""
+    assert normalize_prefix("/app/") == "/app"
+    assert normalize_prefix("app") == "/app"
+    assert join_key("", ("a", "b")) == "/a/b"
+    assert join_key("/app", ()) == "/app"
+    assert ancestor_keys("/r", ("a", "b")) == ["/r", "/r/a"]
+    assert ancestor_keys("", ("a", "b")) == ["/a"]
+
+
+@pytest.mark.parametrize(
+    ("prefix", "end"),
+    [
+        (b"/a/", b"/a0"),
+        (b"a\xff", b"b"),
+        (b"a\xfe\xff\xff", b"a\xff"),
+        (b"\xff\xff", b"\x00"),
+        (b"", b"\x00"),
+    ],
+)
+def test_range_end(prefix: bytes, end: bytes) -> None:
+    assert range_end(prefix) == end
+
+
+def test_relative_key() -> None:
+    assert relative_key("/a", "/a") == ""
+    assert relative_key("/a", "/a/b/c") == "b/c"
+    assert relative_key("", "/a") == "a"
+    with pytest.raises(ValueError):
+        relative_key("/a", "/ab")
