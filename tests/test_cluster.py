@@ -1,0 +1,152 @@
+"""A real 3-member cluster, TLS and authentication: what production looks like."""
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from link.etcd import (
+    EtcdAuthError,
+    EtcdConnectionFailed,
+    EtcdMiddleware,
+    EtcdPermissionDenied,
+)
+from link.etcd.testing import EtcdCluster, EtcdServer
+
+DOC = {"db": {"host": "h", "port": 5432}, "workers": ["a", "b"]}
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[EtcdCluster]:
+    with EtcdCluster(3, enable_v2=True) as running:
+        yield running
+
+
+@pytest.mark.parametrize("api", ["v3", "v2"])
+def test_failover_when_a_member_dies(cluster: EtcdCluster, api: str) -> None:
+    client = EtcdMiddleware(endpoints=list(cluster.endpoints), api=api, read_timeout=5)
+    client[f"/failover-{api}"] = DOC
+    first = cluster.members[0]
+    first.kill()
+    try:
+        assert client[f"/failover-{api}"] == DOC
+        client[f"/failover-{api}/db/port"] = 6543
+        fresh = EtcdMiddleware(endpoints=list(cluster.endpoints), api=api, read_timeout=5)
+        assert fresh[f"/failover-{api}/db/port"] == 6543
+    finally:
+        first.start()
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EtcdServer, dict[str, str]]]:
+    ca = trustme.CA()
+    folder: Path = tmp_path_factory.mktemp("tls")
+    server_cert = ca.issue_cert("127.0.0.1", "localhost")
+    client_cert = ca.issue_cert("link-etcd-client")
+    files = {
+        "ca": folder / "ca.pem",
+        "server": folder / "server.pem",
+        "server_key": folder / "server.key",
+        "client": folder / "client.pem",
+        "client_key": folder / "client.key",
+    }
+    ca.cert_pem.write_to_path(files["ca"])
+    server_cert.cert_chain_pems[0].write_to_path(files["server"])
+    server_cert.private_key_pem.write_to_path(files["server_key"])
+    client_cert.cert_chain_pems[0].write_to_path(files["client"])
+    client_cert.private_key_pem.write_to_path(files["client_key"])
+    with EtcdServer(
+        enable_v2=True,
+        certfile=str(files["server"]),
+        keyfile=str(files["server_key"]),
+        trusted_ca_file=str(files["ca"]),
+        client_cert_auth=True,
+        client_certfile=str(files["client"]),
+        client_keyfile=str(files["client_key"]),
+    ) as server:
+        yield server, {k: str(v) for k, v in files.items()}
+
+
+@pytest.mark.parametrize("api", ["v3", "v2"])
+def test_tls_with_client_certificate(tls: tuple[EtcdServer, dict[str, str]], api: str) -> None:
+    server, files = tls
+    client = EtcdMiddleware(
+        endpoints=[server.endpoint],
+        api=api,
+        ca_cert=files["ca"],
+        cert=files["client"],
+        cert_key=files["client_key"],
+    )
+    client["/secure"] = DOC
+    assert client["/secure"] == DOC
+
+
+def test_tls_uri(tls: tuple[EtcdServer, dict[str, str]]) -> None:
+    server, files = tls
+    uri = (
+        f"etcds://{server.host}:{server.port}/viauri?ca_cert={files['ca']}"
+        f"&cert={files['client']}&cert_key={files['client_key']}"
+    )
+    client = EtcdMiddleware.from_uri(uri)
+    client["/k"] = [1, 2]
+    assert client["/k"] == [1, 2]
+
+
+def test_tls_without_ca_fails_cleanly(tls: tuple[EtcdServer, dict[str, str]]) -> None:
+    server, _ = tls
+    with pytest.raises(EtcdConnectionFailed) as info:
+        EtcdMiddleware(endpoints=[server.endpoint], read_timeout=2)["/secure"]
+    assert server.endpoint in str(info.value)
+
+
+@pytest.fixture(scope="module")
+def auth_server() -> Iterator[EtcdServer]:
+    with EtcdServer(enable_v2=False) as server:
+        server.etcdctl("user", "add", "app", "--new-user-password=app-pw", "--interactive=false")
+        server.etcdctl("role", "add", "app-role")
+        server.etcdctl("role", "grant-permission", "app-role", "--prefix=true", "readwrite", "/app/")
+        server.etcdctl("role", "grant-permission", "app-role", "readwrite", "/app")
+        server.etcdctl("user", "grant-role", "app", "app-role")
+        server.enable_auth("root-pw")
+        yield server
+
+
+def test_auth_username_password(auth_server: EtcdServer) -> None:
+    client = EtcdMiddleware(endpoints=[auth_server.endpoint], username="app", password="app-pw")
+    client["/app"] = DOC
+    assert client["/app"] == DOC
+    assert "app-pw" not in repr(client)
+
+
+def test_auth_wrong_password(auth_server: EtcdServer) -> None:
+    client = EtcdMiddleware(endpoints=[auth_server.endpoint], username="app", password="nope")
+    with pytest.raises(EtcdAuthError):
+        client["/app"]
+
+
+def test_auth_permission_denied(auth_server: EtcdServer) -> None:
+    client = EtcdMiddleware(endpoints=[auth_server.endpoint], username="app", password="app-pw")
+    with pytest.raises(EtcdPermissionDenied):
+        client["/other"] = 1
+
+
+def test_auth_required(auth_server: EtcdServer) -> None:
+    with pytest.raises(EtcdAuthError):
+        EtcdMiddleware(endpoints=[auth_server.endpoint])["/app"]
+
+
+def test_server_restart_is_survived(etcd_server: Any) -> None:
+    if not hasattr(etcd_server, "restart"):
+        pytest.skip("external server")
+    with EtcdServer(enable_v2=False) as server:
+        client = EtcdMiddleware(endpoints=[server.endpoint])
+        client["/r"] = DOC
+        server.restart()
+        assert client["/r"] == DOC
+        server.kill()
+        with pytest.raises(EtcdConnectionFailed):
+            client["/r"]
+        server.start()
+        assert client["/r"] == DOC
