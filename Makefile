@@ -7,11 +7,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS ?= test,pydantic,b3j0f,dev
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test b3j0f-suite lint bench clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py
+$(STAMP): pyproject.toml setup.py _link_etcd_hook.py link_etcd_b3j0f.pth
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
@@ -21,11 +21,15 @@ demo: $(STAMP)
 	$(BIN)/python -m link.etcd.demo
 
 test: $(STAMP)
+	$(BIN)/python tools/run_b3j0f_suite.py
 	$(BIN)/python -m pytest
 
+b3j0f-suite: $(STAMP)
+	$(BIN)/python tools/run_b3j0f_suite.py
+
 lint: $(STAMP)
-	$(BIN)/ruff check link tests bench tools
-	$(BIN)/mypy link
+	$(BIN)/ruff check link tests bench tools setup.py _link_etcd_hook.py
+	$(BIN)/mypy link tools setup.py _link_etcd_hook.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

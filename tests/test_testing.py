@@ -185,12 +185,22 @@ def test_v2_off_auth_and_stop_cleans_up() -> None:
     srv.stop()  # idempotent
 
 
+def test_bad_tls_arguments() -> None:
+    with pytest.raises(ValueError):
+        EtcdServer(certfile="c.pem")
+    with pytest.raises(ValueError):
+        EtcdServer(trusted_ca_file="ca.pem")
+    with pytest.raises(ValueError):
+        EtcdServer(certfile="c.pem", keyfile="k.pem", client_cert_auth=True)
+
+
 def test_bad_flag_raises_with_log_tail() -> None:
     srv = EtcdServer(extra_args=["--no-such-flag"])
     with pytest.raises(RuntimeError, match="no-such-flag") as info:
-        srv.start()
+        with srv:
+            pass
     assert "not running" in str(info.value)
-    srv.stop()
+    assert srv.data_dir is None  # __enter__ cleaned up after the failed start
 
 
 def test_startup_timeout_raises() -> None:
@@ -198,8 +208,11 @@ def test_startup_timeout_raises() -> None:
     try:
         with pytest.raises(RuntimeError, match="not healthy after"):
             srv.start()
+        assert not srv.running  # a failed start leaves no process behind
+        assert srv.log_path and os.path.isfile(srv.log_path)  # ... but keeps its files
     finally:
         srv.stop()
+    assert srv.data_dir is None
 
 
 def test_port_taken_before_first_start_is_retried() -> None:
@@ -232,7 +245,9 @@ def test_atexit_stops_forgotten_server(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     pid, data_dir = out.stdout.split()
     assert not os.path.exists(data_dir)
-    assert not Path(f"/proc/{pid}").exists() or "etcd" not in Path(f"/proc/{pid}/cmdline").read_text()
+    assert (
+        not Path(f"/proc/{pid}").exists() or "etcd" not in Path(f"/proc/{pid}/cmdline").read_text()
+    )
 
 
 # -- TLS -----------------------------------------------------------------------
@@ -252,9 +267,12 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def test_tls_health_with_ca(pki: dict[str, str]) -> None:
-    with EtcdServer(certfile=pki["cert"], keyfile=pki["key"], trusted_ca_file=pki["ca"]) as srv:
+    with EtcdServer(certfile=pki["cert"], keyfile=pki["key"], ca_file=pki["ca"]) as srv:
         assert srv.scheme == "https" and srv.endpoint.startswith("https://127.0.0.1:")
-        status, body = http_get(srv.endpoint + "/health", ssl.create_default_context(cafile=pki["ca"]))
+        assert not srv.requires_client_cert
+        status, body = http_get(
+            srv.endpoint + "/health", ssl.create_default_context(cafile=pki["ca"])
+        )
         assert status == 200 and json.loads(body)["health"] == "true"
         with pytest.raises(urllib.error.URLError):  # default trust store rejects our CA
             http_get(srv.endpoint + "/health", ssl.create_default_context())
@@ -262,14 +280,19 @@ def test_tls_health_with_ca(pki: dict[str, str]) -> None:
         assert srv.etcdctl("get", "/tls", "--print-value-only").stdout.strip() == "yes"
 
 
-def test_tls_client_cert_auth(pki: dict[str, str]) -> None:
+@pytest.mark.parametrize("client_cert_auth", [True, False])
+def test_tls_client_certs(pki: dict[str, str], client_cert_auth: bool) -> None:
+    # etcd >= 3.4 demands client certificates as soon as --trusted-ca-file is
+    # given, even with --client-cert-auth=false (etcd-io/etcd#11124).
     with EtcdServer(
         certfile=pki["cert"],
         keyfile=pki["key"],
         trusted_ca_file=pki["ca"],
-        client_cert_auth=True,
+        client_cert_auth=client_cert_auth,
         enable_v2=False,
     ) as srv:
+        assert srv.requires_client_cert
+        assert srv.status()["version"]
         ctx = ssl.create_default_context(cafile=pki["ca"])
         with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionError)):
             http_get(srv.endpoint + "/health", ctx)  # no client certificate
@@ -293,9 +316,10 @@ def test_cluster_replicates_and_survives_member_loss() -> None:
 
         leader = cluster.leader()
         leader.kill()
-        survivor = next(m for m in cluster.members if m is not leader)
-        survivor.etcdctl("put", "/c", "2", "--command-timeout=15s")
-        assert cluster.leader() is not leader
+        new_leader = cluster.wait_for_leader()
+        assert new_leader is not leader
+        survivor = next(m for m in cluster.members if m is not leader and m is not new_leader)
+        survivor.etcdctl("put", "/c", "2")
         leader.start()
         assert leader.etcdctl("get", "/c", "--print-value-only").stdout.strip() == "2"
         assert "3/3 running" in repr(cluster)

@@ -112,11 +112,7 @@ class EtcdMiddleware(MutableMapping[str, Any]):
         :raises EtcdKeyNotFound: nothing is stored at ``path`` (a ``KeyError``).
         :raises EtcdConnectionFailed: no endpoint answered within ``read_timeout``.
         """
-        key = self.key(path)
-        snapshot = self.backend.read(key)
-        if not snapshot.items:
-            raise EtcdKeyNotFound(f"nothing stored at {path!r}", key=path)
-        return _decode(key, snapshot)
+        return self.snapshot(path)[0]
 
     def get(self, path: str, default: Any = None) -> Any:
         """``self[path]``, or ``default`` when nothing is stored there.
@@ -210,15 +206,28 @@ class EtcdMiddleware(MutableMapping[str, Any]):
         """
         return self.backend.watch(self.key(path), start_revision)
 
-    def snapshot(self, path: str = "/") -> tuple[Any, int]:
-        """``(value, revision)``: the value at ``path`` and the revision it was read at.
+    def watch_tree(self, path: str, callback: Any) -> Any:
+        """Call ``callback(value, revision)`` now and after every change below ``path``.
 
-        :raises EtcdKeyNotFound: nothing is stored at ``path``.
+        :returns: the running :class:`link.etcd.watch.TreeWatch`; ``stop()`` ends it.
+        """
+        from .watch import TreeWatch
+
+        return TreeWatch(self, path, callback)
+
+    def snapshot(self, path: str = "/", default: Any = _MISSING) -> tuple[Any, int]:
+        """``(value, revision)``: the value at ``path`` and the revision (v3) or
+        ``X-Etcd-Index`` (v2) it was read at, in one request.
+
+        :param default: returned as the value when nothing is stored at ``path``;
+            without it that raises :class:`EtcdKeyNotFound`.
         """
         key = self.key(path)
         snapshot = self.backend.read(key)
         if not snapshot.items:
-            raise EtcdKeyNotFound(f"nothing stored at {path!r}", key=path)
+            if default is _MISSING:
+                raise EtcdKeyNotFound(f"nothing stored at {path!r}", key=path)
+            return default, snapshot.revision
         return _decode(key, snapshot), snapshot.revision
 
 

@@ -517,6 +517,13 @@ class V3Watch:
             if not line:
                 continue
             result = json.loads(line).get("result", {})
+            if result.get("canceled"):
+                # e.g. the start revision was compacted: resume from the oldest kept one
+                compacted = int(result.get("compact_revision", 0) or 0)
+                if compacted:
+                    self._next_revision = compacted
+                response.close()
+                return
             for raw in result.get("events", ()):
                 kv = raw["kv"]
                 event_key = _unb64(kv["key"]).decode("utf-8", "surrogateescape")

@@ -1,0 +1,400 @@
+"""The contenders: link.etcd and what users would write instead, per API and operation.
+
+Every contender works on the same tree at the same etcd key and sends the same
+keys and values, taken from ``codec.flatten(codec.encode(tree), key)``:
+
+``link.etcd``
+    ``client[path] = tree`` into an empty path (*write*) and over a tree of the
+    same shape whose every value differs (*replace*), ``client[path]`` (*read*),
+    ``del client[path]`` (*delete*).
+``floor``
+    The fewest requests etcd allows.  v3: raw ``etcd3gw`` transactions of 128
+    puts each (etcd's ``--max-txn-ops``), one ``get_prefix``, one
+    ``delete_prefix``.  v2: one recursive ``python-etcd`` ``read`` (the request
+    and its JSON parse, nothing walked) and one recursive ``delete``.  v2 has no
+    multi-key write, so it has no write floor.
+``hand loop``
+    What users of the other clients write today.  v3: one ``etcd3gw.put`` per
+    leaf; the read lists the subtree's keys with one ``keys_only`` range (v3 has
+    no directories: a range is how one lists a "directory") and then ``get`` s
+    each key, building nested dicts of raw values.  This is the cheapest
+    node-by-node walk (one request per leaf plus one); a walk that listed each
+    directory level again would cost more.  v2: one ``python-etcd`` ``write``
+    per leaf, sequentially; the read walks directory by directory with one
+    non-recursive ``read`` each, recursing into sub-directories.
+``etcdctl``
+    The official client as a reference, v3 only: one ``etcdctl txn`` process per
+    128 puts, one ``etcdctl get --prefix`` (its text output parsed into pairs),
+    one ``etcdctl del --prefix``.
+
+A contender needs the path in one :class:`State` and leaves it in another; the
+runner restores the needed state between runs with the untimed :class:`Setup`
+of the API (the floor's writes and deletes on v3, link.etcd's on v2).
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import etcd
+from etcd3gw.client import Etcd3Client
+
+from link.etcd import EtcdMiddleware, codec
+from link.etcd.testing import EtcdServer
+
+from .trees import make_tree
+
+__all__ = [
+    "API_V2",
+    "API_V3",
+    "BATCH",
+    "Contender",
+    "State",
+    "Workload",
+    "Setup",
+    "Clients",
+    "contenders",
+]
+
+API_V3 = "v3"
+API_V2 = "v2"
+#: Puts per transaction for the floor and etcdctl (etcd's default --max-txn-ops).
+BATCH = 128
+#: Middleware prefix and path of every benchmark tree: the etcd key is ``/bench/tree``.
+PREFIX = "/bench"
+PATH = "/tree"
+#: Seconds any single request may take (100,000-key reads and deletes included).
+TIMEOUT = 120.0
+
+LINK = "link.etcd"
+FLOOR = "floor"
+HAND = "hand loop"
+ETCDCTL = "etcdctl"
+
+
+class State(enum.Enum):
+    """What the benchmark path holds."""
+
+    EMPTY = "empty"
+    A = "tree A"
+    B = "tree B (same keys, other values)"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One tree size: the trees and the keys they are stored as."""
+
+    leaves: int
+    key: str
+    tree_a: dict[str, Any]
+    tree_b: dict[str, Any]
+    kv_a: list[tuple[str, bytes]]
+    kv_b: list[tuple[str, bytes]]
+
+    @classmethod
+    def make(cls, leaves: int) -> Workload:
+        """Trees A and B (same shape, every value different) of ``leaves`` leaves."""
+        key = PREFIX + PATH
+        tree_a = make_tree(leaves)
+        tree_b = make_tree(leaves, variant=1)
+        kv_a = codec.flatten(codec.encode(tree_a), key)
+        kv_b = codec.flatten(codec.encode(tree_b), key)
+        if len(kv_a) != leaves or [k for k, _ in kv_a] != [k for k, _ in kv_b]:
+            raise AssertionError("benchmark trees must have exactly `leaves` identical keys")
+        return cls(leaves, key, tree_a, tree_b, kv_a, kv_b)
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One timed operation.
+
+    :param run: the timed call; returns what the check needs.
+    :param check: untimed verification of the first run at each size (raises
+        ``AssertionError``), or ``None``.
+    :param slow: one request per leaf (or one process per 128 leaves): the
+        runner's time budget cuts its repetitions at large sizes.
+    """
+
+    api: str
+    who: str
+    op: str
+    needs: State
+    gives: State
+    run: Callable[[], Any]
+    check: Callable[[Any], None] | None = None
+    slow: bool = False
+
+    @property
+    def label(self) -> str:
+        """``"link.etcd v3 write"``."""
+        return f"{self.who} {self.api} {self.op}"
+
+
+@dataclass
+class Clients:
+    """Long-lived clients of every kind against one server (created once, reused)."""
+
+    server: EtcdServer
+    v3: EtcdMiddleware = field(init=False)
+    v2: EtcdMiddleware = field(init=False)
+    gw: Etcd3Client = field(init=False)
+    pe: etcd.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        url = self.server.endpoint
+        parts = urlsplit(url)
+        host, port = parts.hostname or "127.0.0.1", parts.port or 2379
+        self.v3 = EtcdMiddleware(endpoints=[url], api="v3", prefix=PREFIX, read_timeout=TIMEOUT)
+        self.v2 = EtcdMiddleware(endpoints=[url], api="v2", prefix=PREFIX, read_timeout=TIMEOUT)
+        self.gw = Etcd3Client(host=host, port=port, api_path="/v3/", timeout=TIMEOUT)
+        self.pe = etcd.Client(host=host, port=port, read_timeout=TIMEOUT)
+
+    def close(self) -> None:
+        self.v3.close()
+        self.v2.close()
+        self.gw.session.close()
+        self.pe.http.clear()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _range_end(prefix: bytes) -> bytes:
+    return prefix[:-1] + bytes([prefix[-1] + 1])
+
+
+# -- v3 -----------------------------------------------------------------------
+
+
+def floor_v3_write(gw: Etcd3Client, kvs: Sequence[tuple[str, bytes]]) -> None:
+    """Raw etcd3gw transactions of :data:`BATCH` puts each, in document order."""
+    for start in range(0, len(kvs), BATCH):
+        gw.transaction(
+            {
+                "compare": [],
+                "success": [
+                    {"request_put": {"key": _b64(k.encode()), "value": _b64(v)}}
+                    for k, v in kvs[start : start + BATCH]
+                ],
+            }
+        )
+
+
+def floor_v3_delete(gw: Etcd3Client, key: str) -> None:
+    """One ``delete_prefix`` of ``key/`` (a benchmark tree has no leaf at ``key``)."""
+    gw.delete_prefix((key + "/").encode())
+
+
+def v3_pairs(gw: Etcd3Client, key: str) -> dict[str, bytes]:
+    """Every key below ``key/`` and its value, with one raw ``get_prefix``."""
+    return {meta["key"].decode(): value for value, meta in gw.get_prefix((key + "/").encode())}
+
+
+def hand_v3_read(gw: Etcd3Client, key: str) -> dict[str, Any]:
+    """One ``keys_only`` range listing the subtree, then one ``get`` per key."""
+    prefix = (key + "/").encode()
+    end = _range_end(prefix).decode("latin-1")  # etcd3gw encodes str as latin-1
+    listing = gw.get(prefix, metadata=True, range_end=end, keys_only=True)
+    tree: dict[str, Any] = {}
+    for _, meta in listing:
+        leaf_key: bytes = meta["key"]
+        values = gw.get(leaf_key)
+        *dirs, name = leaf_key[len(prefix) :].decode().split("/")
+        node = tree
+        for segment in dirs:
+            node = node.setdefault(segment, {})
+        node[name] = values[0] if values else None
+    return tree
+
+
+def etcdctl_write(server: EtcdServer, kvs: Sequence[tuple[str, bytes]]) -> None:
+    """One ``etcdctl txn`` (compares, success ops, failure ops from stdin) per BATCH puts."""
+    for start in range(0, len(kvs), BATCH):
+        ops = "".join(
+            f"put {json.dumps(k)} {json.dumps(v.decode())}\n" for k, v in kvs[start : start + BATCH]
+        )
+        server.etcdctl("txn", input=f"\n{ops}\n\n")
+
+
+def etcdctl_read(server: EtcdServer, key: str) -> dict[str, str]:
+    """``etcdctl get --prefix key/``; its text output alternates key and value lines."""
+    lines = server.etcdctl("get", "--prefix", key + "/").stdout.splitlines()
+    return dict(zip(lines[0::2], lines[1::2], strict=True))
+
+
+def etcdctl_delete(server: EtcdServer, key: str) -> None:
+    server.etcdctl("del", "--prefix", key + "/")
+
+
+def count_leaves(tree: Any) -> int:
+    """Leaves of a nested ``dict`` (values that are not dicts)."""
+    if isinstance(tree, dict):
+        return sum(count_leaves(child) for child in tree.values())
+    return 1
+
+
+# -- v2 -----------------------------------------------------------------------
+
+
+def hand_v2_write(pe: etcd.Client, kvs: Sequence[tuple[str, bytes]]) -> None:
+    """One python-etcd ``write`` per leaf, sequentially (directories appear implicitly)."""
+    for k, v in kvs:
+        pe.write(k, v.decode())
+
+
+def hand_v2_read(pe: etcd.Client, key: str) -> dict[str, Any]:
+    """Walk directory by directory: one non-recursive ``read`` per directory."""
+    tree: dict[str, Any] = {}
+    for child in pe.read(key).children:
+        name = child.key.rsplit("/", 1)[-1]
+        tree[name] = hand_v2_read(pe, child.key) if child.dir else child.value
+    return tree
+
+
+def floor_v2_read(pe: etcd.Client, key: str) -> etcd.EtcdResult:
+    """One recursive ``read``: the request and python-etcd's JSON parse of the answer."""
+    return pe.read(key, recursive=True)
+
+
+def floor_v2_delete(pe: etcd.Client, key: str) -> None:
+    pe.delete(key, recursive=True)
+
+
+def v2_leaf_count(result: etcd.EtcdResult) -> int:
+    return sum(1 for _ in result.leaves)
+
+
+# -- setups ---------------------------------------------------------------------
+
+
+class Setup:
+    """Untimed state changes of one API, with the cheapest reliable writer it has."""
+
+    def __init__(self, api: str, clients: Clients, work: Workload) -> None:
+        self.api = api
+        self.clients = clients
+        self.work = work
+
+    def __call__(self, state: State) -> None:
+        c, w = self.clients, self.work
+        if self.api == API_V3:
+            if state is State.EMPTY:
+                floor_v3_delete(c.gw, w.key)
+            else:  # A and B have the same keys: the puts overwrite every value
+                floor_v3_write(c.gw, w.kv_a if state is State.A else w.kv_b)
+            return
+        if state is State.EMPTY:
+            try:
+                floor_v2_delete(c.pe, w.key)
+            except etcd.EtcdKeyNotFound:
+                pass
+        else:
+            c.v2[PATH] = w.tree_a if state is State.A else w.tree_b
+
+
+# -- the list ---------------------------------------------------------------------
+
+
+def contenders(clients: Clients, work: Workload, apis: Sequence[str]) -> list[Contender]:
+    """Every contender for ``work``, for the APIs asked for (``"v3"``, ``"v2"``)."""
+    out: list[Contender] = []
+    if API_V3 in apis:
+        out.extend(_v3(clients, work))
+    if API_V2 in apis:
+        out.extend(_v2(clients, work))
+    return out
+
+
+def _v3(c: Clients, w: Workload) -> Iterator[Contender]:
+    E, A, B = State.EMPTY, State.A, State.B
+    expected = dict(w.kv_a)
+    gw, server, key = c.gw, c.server, w.key
+
+    def stored_a(_: Any) -> None:
+        assert v3_pairs(gw, key) == expected, "the stored keys/values differ from tree A"
+
+    def deleted(_: Any) -> None:
+        assert not v3_pairs(gw, key), "keys left after delete"
+
+    def tree_a(result: Any) -> None:
+        assert result == w.tree_a, "link.etcd read back something else than tree A"
+
+    def n_pairs(result: Any) -> None:
+        assert len(result) == w.leaves, f"{len(result)} keys read, {w.leaves} expected"
+
+    def n_leaves(result: Any) -> None:
+        assert count_leaves(result) == w.leaves, "the walk found a different number of leaves"
+
+    def etcdctl_pairs(result: Any) -> None:
+        assert {k: v.encode() for k, v in result.items()} == expected, "etcdctl read differs"
+
+    def lib_write() -> None:
+        c.v3[PATH] = w.tree_a
+
+    def lib_delete() -> None:
+        del c.v3[PATH]
+
+    yield Contender(API_V3, LINK, "write", E, A, lib_write, stored_a)
+    yield Contender(API_V3, LINK, "replace", B, A, lib_write, stored_a)
+    yield Contender(API_V3, LINK, "read", A, A, lambda: c.v3[PATH], tree_a)
+    yield Contender(API_V3, LINK, "delete", A, E, lib_delete, deleted)
+    yield Contender(API_V3, FLOOR, "write", E, A, lambda: floor_v3_write(gw, w.kv_a), stored_a)
+    yield Contender(
+        API_V3, FLOOR, "read", A, A, lambda: gw.get_prefix((key + "/").encode()), n_pairs
+    )
+    yield Contender(API_V3, FLOOR, "delete", A, E, lambda: floor_v3_delete(gw, key), deleted)
+    yield Contender(
+        API_V3, HAND, "write", E, A, lambda: [gw.put(k.encode(), v) for k, v in w.kv_a],
+        stored_a, slow=True,
+    )  # fmt: skip
+    yield Contender(API_V3, HAND, "read", A, A, lambda: hand_v3_read(gw, key), n_leaves, slow=True)
+    yield Contender(
+        API_V3, ETCDCTL, "write", E, A, lambda: etcdctl_write(server, w.kv_a), stored_a,
+        slow=True,
+    )  # fmt: skip
+    yield Contender(API_V3, ETCDCTL, "read", A, A, lambda: etcdctl_read(server, key), etcdctl_pairs)
+    yield Contender(API_V3, ETCDCTL, "delete", A, E, lambda: etcdctl_delete(server, key), deleted)
+
+
+def _v2(c: Clients, w: Workload) -> Iterator[Contender]:
+    E, A, B = State.EMPTY, State.A, State.B
+    pe, key = c.pe, w.key
+
+    def stored_a(_: Any) -> None:
+        assert c.v2[PATH] == w.tree_a, "link.etcd v2 reads back something else than tree A"
+
+    def deleted(_: Any) -> None:
+        assert PATH not in c.v2, "the tree is still there after delete"
+
+    def tree_a(result: Any) -> None:
+        assert result == w.tree_a, "link.etcd read back something else than tree A"
+
+    def n_result(result: Any) -> None:
+        assert v2_leaf_count(result) == w.leaves, "the recursive read has other leaves"
+
+    def n_leaves(result: Any) -> None:
+        assert count_leaves(result) == w.leaves, "the walk found a different number of leaves"
+
+    def lib_write() -> None:
+        c.v2[PATH] = w.tree_a
+
+    def lib_delete() -> None:
+        del c.v2[PATH]
+
+    yield Contender(API_V2, LINK, "write", E, A, lib_write, stored_a)
+    yield Contender(API_V2, LINK, "replace", B, A, lib_write, stored_a)
+    yield Contender(API_V2, LINK, "read", A, A, lambda: c.v2[PATH], tree_a)
+    yield Contender(API_V2, LINK, "delete", A, E, lib_delete, deleted)
+    yield Contender(API_V2, FLOOR, "read", A, A, lambda: floor_v2_read(pe, key), n_result)
+    yield Contender(API_V2, FLOOR, "delete", A, E, lambda: floor_v2_delete(pe, key), deleted)
+    yield Contender(
+        API_V2, HAND, "write", E, A, lambda: hand_v2_write(pe, w.kv_a), stored_a, slow=True
+    )
+    yield Contender(API_V2, HAND, "read", A, A, lambda: hand_v2_read(pe, key), n_leaves, slow=True)

@@ -1,0 +1,512 @@
+"""Markdown tables, the log-log plot and ``docs/performance.md`` from the raw results."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Sequence
+from importlib import metadata
+from typing import Any
+
+from . import contenders as cn
+from .analysis import (
+    GOAL_LEAVES,
+    LINEAR_FROM,
+    LINEAR_SLOPE,
+    LINEAR_TO,
+    MEMORY_LIMIT,
+    Index,
+)
+
+__all__ = [
+    "machine_info",
+    "markdown_report",
+    "plot",
+    "profile_markdown",
+]
+
+_OPS = ("write", "replace", "read", "delete")
+_WHO = (cn.LINK, cn.FLOOR, cn.HAND, cn.ETCDCTL)
+_COLORS = {cn.LINK: "#1f5fbf", cn.FLOOR: "#222222", cn.HAND: "#d62728", cn.ETCDCTL: "#2ca02c"}
+
+
+def fmt_time(seconds: float | None) -> str:
+    """``0.00042`` → ``'0.42 ms'``, ``0.4521`` → ``'452 ms'``, ``13.24`` → ``'13.2 s'``."""
+    if seconds is None:
+        return "–"
+    if seconds < 0.01:
+        return f"{seconds * 1000:.2f} ms"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 100:
+        return f"{seconds:.1f} s"
+    return f"{seconds:.0f} s"
+
+
+def _tick(seconds: float) -> str:
+    return f"{seconds:g} s" if seconds >= 1 else f"{seconds * 1000:.3g} ms"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+def _n(leaves: int) -> str:
+    return f"{leaves:,}"
+
+
+def _ordered(index: Index) -> list[str]:
+    def rank(label: str) -> tuple[int, int, int]:
+        m = next(index.get(label, s) for s in index.sizes if index.get(label, s))
+        assert m is not None
+        return (0 if m.api == "v3" else 1, _OPS.index(m.op), _WHO.index(m.who))
+
+    return sorted(index.labels, key=rank)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = "") -> str:
+    align = align or "l" + "r" * (len(header) - 1)
+    marks = [":--" if a == "l" else "--:" for a in align]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(marks) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def times_table(index: Index, repeat: int) -> str:
+    """Median time per contender and size; ``(n=1)`` where fewer runs than ``repeat``."""
+    rows = []
+    for label in _ordered(index):
+        cells = [label]
+        for leaves in index.sizes:
+            m = index.get(label, leaves)
+            if m is None or not m.runs:
+                cells.append("–")
+                continue
+            text = fmt_time(index.median(label, leaves))
+            cells.append(text if len(m.runs) >= repeat else f"{text} (n={len(m.runs)})")
+        rows.append(cells)
+    return _table(["contender", *(_n(s) + " leaves" for s in index.sizes)], rows)
+
+
+def requests_table(index: Index) -> str:
+    """Requests the server counted for the first run of each contender."""
+    rows = []
+    for label in _ordered(index):
+        cells = [label]
+        for leaves in index.sizes:
+            m = index.get(label, leaves)
+            if m is None or not m.requests:
+                cells.append("–")
+                continue
+            total = sum(m.requests.values())
+            detail = ", ".join(f"{n:,} {k}" for k, n in sorted(m.requests.items()))
+            cells.append(detail if len(m.requests) == 1 else f"{total:,}: {detail}")
+        rows.append(cells)
+    return _table(["contender", *(_n(s) + " leaves" for s in index.sizes)], rows)
+
+
+def _verdict(met: bool | None) -> str:
+    return "–" if met is None else ("met" if met else "**missed**")
+
+
+def ratios_table(ratios: list[dict[str, Any]], sizes: Sequence[int]) -> str:
+    rows = []
+    for row in ratios:
+        cells = [row["name"]]
+        for leaves in sizes:
+            found = row["by_size"].get(leaves)
+            if found is None:
+                cells.append("–")
+            else:
+                mark = "" if found["pairs"] > 1 else " ¹"
+                cells.append(f"{found['ratio']:.2f}{mark}")
+        cells += [row["goal"] or "", _verdict(row["met"]) if row["goal"] else ""]
+        rows.append(cells)
+    header = ["ratio", *(_n(s) for s in sizes), f"goal at {_n(GOAL_LEAVES)}", "verdict"]
+    return _table(header, rows)
+
+
+def linearity_table(rows: list[dict[str, Any]], sizes: Sequence[int]) -> str:
+    body = []
+    for row in rows:
+        cells = [row["label"]]
+        for leaves in sizes:
+            value = row["us_per_leaf"].get(leaves)
+            cells.append("–" if value is None else f"{value:,.1f}")
+        slope = row["slope"]
+        cells += ["–" if slope is None else f"{slope:.2f}", row["verdict"]]
+        body.append(cells)
+    header = [
+        "contender",
+        *(f"µs/leaf at {_n(s)}" for s in sizes),
+        f"slope {_n(LINEAR_FROM)}→{_n(LINEAR_TO)}",
+        "growth",
+    ]
+    return _table(header, body, "l" + "r" * (len(sizes) + 1) + "l")
+
+
+def memory_table(memory: list[dict[str, Any]]) -> str:
+    rows = []
+    for m in memory:
+        traced = m.get("tracemalloc_peak")
+        rows.append(
+            [
+                f"link.etcd {m['api']} {m['op']}",
+                _n(m["leaves"]),
+                f"{m['growth'] / 2**20:,.1f} MiB",
+                f"{m['bytes_per_leaf']:,.0f} B",
+                "–" if traced is None else f"{traced / m['leaves']:,.0f} B",
+                "met" if m["bytes_per_leaf"] < MEMORY_LIMIT else "**missed**",
+            ]
+        )
+    header = [
+        "operation",
+        "leaves",
+        "peak RSS growth",
+        "per leaf",
+        "Python heap peak per leaf",
+        f"goal < {MEMORY_LIMIT} B/leaf",
+    ]
+    return _table(header, rows)
+
+
+def profile_markdown(profile: dict[str, Any], top: int = 8) -> str:
+    """The hotspots of each profiled target as Markdown."""
+    if "error" in profile:
+        return f"Profiling was skipped: {profile['error']}."
+    parts = []
+    for target, result in profile.items():
+        wall = sorted(result["wall"])[len(result["wall"]) // 2]
+        cpu = sorted(result["cpu"])[len(result["cpu"]) // 2]
+        parts.append(
+            f"**{target}** ({_n(result['leaves'])} leaves, {result['runs']} runs under py-spy; "
+            f"median wall {fmt_time(wall)}, client CPU {fmt_time(cpu)} = "
+            f"{cpu / wall:.0%} of wall)\n"
+        )
+        for view, data in result["views"].items():
+            if not data["samples"]:
+                continue
+            spread = ", ".join(
+                f"{name} {share:.0%}" for name, share in data.get("components", []) if share >= 0.01
+            )
+            parts.append(f"{view}, by component of the innermost frame: {spread}.\n")
+            rows = []
+            for (f_self, s_self), inc in _zip_longest(data["self"][:top], data["inclusive"][:top]):
+                rows.append(
+                    [
+                        f"`{f_self}`" if f_self else "",
+                        f"{s_self:.0%}" if f_self else "",
+                        f"`{inc[0]}`" if inc else "",
+                        f"{inc[1]:.0%}" if inc else "",
+                    ]
+                )
+            header = [
+                f"{view}: self time ({data['samples']:,} samples)",
+                "%",
+                "link.etcd function, inclusive",
+                "%",
+            ]
+            parts.append(_table(header, rows, "lrlr") + "\n")
+    return "\n".join(parts)
+
+
+def _zip_longest(
+    selfs: list[list[Any]], incs: list[list[Any]]
+) -> list[tuple[tuple[str, float], list[Any] | None]]:
+    out: list[tuple[tuple[str, float], list[Any] | None]] = []
+    for i in range(max(len(selfs), len(incs))):
+        s = (selfs[i][0], selfs[i][1]) if i < len(selfs) else ("", 0.0)
+        out.append((s, incs[i] if i < len(incs) else None))
+    return out
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def machine_info(etcd_binary: str) -> dict[str, Any]:
+    """CPU, cores, memory, OS, Python, etcd and client versions, date, git commit."""
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    memory = None
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as handle:
+            memory = int(handle.readline().split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    etcd_version = subprocess.run(
+        [etcd_binary, "--version"], capture_output=True, text=True, check=False
+    ).stdout.splitlines()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_bytes": memory,
+        "os": platform.platform(),
+        "python": sys.version.split()[0],
+        "etcd": etcd_version[0].split(":", 1)[-1].strip() if etcd_version else "unknown",
+        "etcd3gw": _version("etcd3gw"),
+        "python-etcd": _version("python-etcd"),
+        "link.etcd": _version("link.etcd"),
+        "git_commit": git("rev-parse", "--short", "HEAD"),
+        "git_dirty": bool(git("status", "--porcelain", "--", "link")),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def _machine_line(m: dict[str, Any]) -> str:
+    memory = f"{m['memory_bytes'] / 2**30:.0f} GiB RAM, " if m.get("memory_bytes") else ""
+    dirty = " with uncommitted changes under link/" if m.get("git_dirty") else ""
+    return (
+        f"{m['cpu']}, {m['cores']} cores, {memory}{m['os']}; Python {m['python']}, "
+        f"etcd {m['etcd']} (single member on loopback), etcd3gw {m['etcd3gw']}, "
+        f"python-etcd {m['python-etcd']}; link.etcd {m['link.etcd']} at commit "
+        f"{m['git_commit']}{dirty}; {m['date']}."
+    )
+
+
+def plot(index: Index, path: str, repeat: int) -> str | None:
+    """Time against leaves, log-log: rows v3 and v2, columns write/replace, read, delete.
+
+    Hollow markers are single runs.  :returns: ``path``, or ``None`` when
+    matplotlib is missing.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
+    except ImportError:
+        return None
+    apis = [api for api in ("v3", "v2") if any(f" {api} " in label for label in index.labels)]
+    columns = (("write", "replace"), ("read",), ("delete",))
+    fig, axes = plt.subplots(
+        len(apis), 3, figsize=(13, 4.2 * len(apis)), sharex=True, squeeze=False
+    )
+    for r, api in enumerate(apis):
+        for c, ops in enumerate(columns):
+            ax = axes[r][c]
+            for op in ops:
+                for who in _WHO:
+                    label = f"{who} {api} {op}"
+                    points = [
+                        (s, index.median(label, s), len(m.runs))
+                        for s in index.sizes
+                        if (m := index.get(label, s)) and m.runs
+                    ]
+                    if not points:
+                        continue
+                    xs = [p[0] for p in points]
+                    ys = [p[1] for p in points]
+                    style = ":" if op == "replace" else ("--" if who == cn.FLOOR else "-")
+                    width = 2.4 if who == cn.LINK else 1.4
+                    name = who if op != "replace" else f"{who} (replace)"
+                    ax.plot(xs, ys, style, color=_COLORS[who], lw=width, label=name)
+                    for x, y, n in points:
+                        ax.plot(
+                            x, y, "o" if op != "replace" else "s", ms=5,
+                            color=_COLORS[who],
+                            mfc=_COLORS[who] if n >= min(repeat, 2) else "white",
+                        )  # fmt: skip
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.xaxis.set_major_locator(FixedLocator(index.sizes))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: _tick(y)))
+            ax.yaxis.set_minor_formatter(NullFormatter())
+            ax.grid(True, which="major", alpha=0.3)
+            ax.set_title(f"{api} {' / '.join(ops)}")
+            if c == 0:
+                ax.set_ylabel("median time per operation")
+            if r == len(apis) - 1:
+                ax.set_xlabel("leaves")
+            if ax.lines:
+                ax.legend(fontsize=8, loc="best", framealpha=0.85)
+    fig.suptitle("link.etcd against the request floor, the hand-written loop and etcdctl")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _goal_lines(ratios: list[dict[str, Any]], memory: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for row in ratios:
+        if not row["goal"]:
+            continue
+        found = row["by_size"].get(GOAL_LEAVES)
+        value = (
+            f"{found['ratio']:.2f}" if found else f"not measured (no {_n(GOAL_LEAVES)}-leaf run)"
+        )
+        lines.append(
+            f"- {row['name']} at {_n(GOAL_LEAVES)} leaves: **{value}** "
+            f"(goal {row['goal']}): {_verdict(row['met'])}"
+        )
+    for m in memory:
+        verdict = "met" if m["bytes_per_leaf"] < MEMORY_LIMIT else "**missed**"
+        lines.append(
+            f"- memory, link.etcd {m['api']} {m['op']} of {_n(m['leaves'])} leaves: "
+            f"**{m['bytes_per_leaf']:,.0f} B/leaf** peak RSS growth "
+            f"(goal < {MEMORY_LIMIT}): {verdict}"
+        )
+    return lines
+
+
+def _linearity_lines(linear: list[dict[str, Any]]) -> list[str]:
+    out = []
+    lo, hi = LINEAR_SLOPE
+    for row in linear:
+        if row["slope"] is None:
+            continue
+        per_leaf = row["us_per_leaf"]
+        first, last = min(per_leaf), max(per_leaf)
+        out.append(
+            f"- {row['label']}: slope {row['slope']:.2f}, {per_leaf[first]:,.1f} → "
+            f"{per_leaf[last]:,.1f} µs/leaf ({row['verdict']})"
+        )
+    return [
+        f"Slope of log(time) against log(leaves) between {_n(LINEAR_FROM)} and {_n(LINEAR_TO)} "
+        f"leaves (1.00 is linear; {lo}-{hi} is counted as linear)" + (":" if out else "."),
+        *([""] + out if out else []),
+    ]
+
+
+def markdown_report(results: dict[str, Any], index: Index, png_name: str | None) -> str:
+    """The whole ``docs/performance.md`` text."""
+    sizes = index.sizes
+    repeat = results["repeat"]
+    parts = [
+        "# Performance",
+        "",
+        "<!-- Generated by `python -m bench` (bench/report.py): edit the generator, "
+        "not this file. -->",
+        "",
+        "Speed here means round trips: link.etcd should cost barely more than the fewest "
+        "requests etcd allows, and far less than the loop a user would write by hand. "
+        "Every contender below ran in the same run, against the same throwaway etcd, "
+        "interleaved, and every time is the median of its repetitions.",
+        "",
+        "## Goals",
+        "",
+        *_goal_lines(results["ratios"], results.get("memory", [])),
+        "",
+        f"Machine: {_machine_line(results['machine'])}",
+        "",
+        f"Reproduce: `{results['command']}` from the repository root (whole run: "
+        f"{_duration(results['total_seconds'])}).",
+        "",
+        "## Time against tree size",
+        "",
+    ]
+    if png_name:
+        parts += [f"![time against leaves, log-log, one line per contender]({png_name})", ""]
+    parts += [
+        f"Median wall time of one operation ({repeat} repetitions; `(n=k)` marks contenders "
+        f"cut to k runs by the {results['budget']:.0f} s budget per contender and size):",
+        "",
+        times_table(index, repeat),
+        "",
+        "Requests the server counted for one operation (v3: KV gRPC calls, the JSON gateway "
+        "included; v2: HTTP requests):",
+        "",
+        requests_table(index),
+        "",
+        "## Ratios",
+        "",
+        "Median of the ratios between runs of the same repetition (¹: a single pair). "
+        'Above 1 in a "× faster" row, link.etcd is faster.',
+        "",
+        ratios_table(results["ratios"], sizes),
+        "",
+        "## Growth with tree size",
+        "",
+        *_linearity_lines(results["linearity"]),
+        "",
+        linearity_table(results["linearity"], sizes),
+        "",
+    ]
+    if results.get("memory"):
+        parts += [
+            "## Memory",
+            "",
+            "Peak resident-memory growth of one call in a fresh process (the tree to write is "
+            "built before, the value read is included), see `bench/memory.py`:",
+            "",
+            memory_table(results["memory"]),
+            "",
+        ]
+    if results.get("profile"):
+        parts += [
+            "## Where the time goes",
+            "",
+            "py-spy samples (wall clock, `--idle`: waiting for etcd appears as socket reads) of "
+            "link.etcd alone, `bench/profile.py`. *Self* is time in the function's own code; "
+            "*inclusive* includes what it calls.",
+            "",
+            profile_markdown(results["profile"]),
+            "",
+        ]
+    parts += [
+        "## The contenders",
+        "",
+        "All of them store or read the same keys and values, those of "
+        "`codec.flatten(codec.encode(tree), '/bench/tree')`.",
+        "",
+        "- **link.etcd**: `client[path] = tree` into an empty path (*write*) and over a tree "
+        "of the same shape whose every value differs (*replace*), `client[path]` (*read*), "
+        "`del client[path]` (*delete*); one long-lived client per API.",
+        "- **floor**, the fewest requests etcd allows. v3: raw etcd3gw transactions of "
+        f"{cn.BATCH} puts each, one `get_prefix`, one `delete_prefix`. v2: one recursive "
+        "python-etcd `read` (request and JSON parse, nothing walked) and one recursive "
+        "`delete`; v2 has no multi-key write, so no write floor.",
+        "- **hand loop**, what users of the other clients write today. v3: one `etcd3gw.put` "
+        "per leaf; the read lists the subtree's keys with one `keys_only` range (etcd v3 has "
+        "no directories; a range is how one lists one) and then `get`s every key, building "
+        "nested dicts; that is the cheapest node-by-node walk. v2: one python-etcd `write` "
+        "per leaf, sequentially; the read walks directory by directory, one non-recursive "
+        "`read` each.",
+        f"- **etcdctl** {results['machine']['etcd']}, the official client, v3 only: one "
+        f"`etcdctl txn` process per {cn.BATCH} puts, one `etcdctl get --prefix` (text "
+        "output parsed), one `etcdctl del --prefix`.",
+        "",
+        "Trees (`bench/trees.py`, fixed seed): a root dict of sections holding nested dicts "
+        "and lists (of scalars and of records), 2 to 9 children per container and up to 12 "
+        "levels, short strings (`eu-west`, `redis-17.internal`), integers, floats and a few "
+        "booleans; exactly N keys once stored. The replace tree has the same keys and a new "
+        "value in every leaf.",
+        "",
+        "Method (`bench/runner.py`): one etcd (the test harness's `EtcdServer`, v2 enabled, "
+        "`--quota-backend-bytes` 8 GiB), every benchmark key deleted, the history compacted "
+        "and the backend defragmented before each size. A warm-up pass at the smallest size "
+        "is discarded. Each repetition runs every contender once, in a random order (fixed "
+        "seed) that prefers contenders whose needed state (empty path, tree A, tree B) is the "
+        "current one; untimed setups restore it otherwise. The first run of each contender at "
+        "each size is checked (it stored exactly tree A's keys and values, or read the whole "
+        "tree) and its requests counted from the server's `/metrics`, outside the timing. A "
+        f"contender stops repeating at a size once its runs and their setups took more than "
+        f"{results['budget']:.0f} s: the one-request-per-leaf loops run once at 100,000 "
+        "leaves. The client and the server share the machine's cores.",
+        "",
+    ]
+    return "\n".join(parts)

@@ -1,0 +1,208 @@
+"""Run the contenders interleaved, repetition after repetition, and keep every timing.
+
+Noise on these machines is large (FACTS.md: the same ``get_prefix`` varied
+44-86 ms between runs), so contenders are never timed in blocks: each
+repetition runs every contender once in a random order (fixed seed), and
+ratios are taken between runs of the same repetition.  The order is drawn
+greedily: among the contenders whose needed state (empty path, tree A, tree B)
+is the current one, one is picked at random, so few untimed setups are needed.
+
+A contender stops repeating at a size once its runs, plus the setups they
+needed, took more than the time budget (it always runs once): the
+one-request-per-leaf loops run once at 100,000 leaves.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import etcd
+
+from .contenders import (
+    PREFIX,
+    Clients,
+    Contender,
+    Setup,
+    State,
+    Workload,
+    contenders,
+)
+from .metrics import difference, request_counts
+
+__all__ = ["Measurement", "cleanup", "measure_size"]
+
+
+@dataclass
+class Measurement:
+    """All runs of one contender at one size."""
+
+    api: str
+    who: str
+    op: str
+    leaves: int
+    slow: bool
+    #: ``(repetition, seconds)`` per run.
+    runs: list[tuple[int, float]] = field(default_factory=list)
+    #: Requests of the first run, per method (``{"Txn": 79, "Range": 1}``).
+    requests: dict[str, int] = field(default_factory=dict)
+    #: Seconds of untimed setup this contender's runs needed.
+    setup_seconds: float = 0.0
+    #: ``(repetition, client CPU s, server CPU s)`` per run: this process and its
+    #: children (etcdctl), and the etcd process.
+    cpu: list[tuple[int, float, float]] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.who} {self.api} {self.op}"
+
+    @property
+    def times(self) -> list[float]:
+        return [seconds for _, seconds in self.runs]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "api": self.api,
+            "who": self.who,
+            "op": self.op,
+            "leaves": self.leaves,
+            "slow": self.slow,
+            "runs": [{"rep": rep, "seconds": s} for rep, s in self.runs],
+            "requests": self.requests,
+            "setup_seconds": self.setup_seconds,
+            "cpu": [{"rep": r, "client": c, "server": e} for r, c, e in self.cpu],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Measurement:
+        return cls(
+            data["api"],
+            data["who"],
+            data["op"],
+            data["leaves"],
+            data["slow"],
+            [(r["rep"], r["seconds"]) for r in data["runs"]],
+            dict(data["requests"]),
+            data.get("setup_seconds", 0.0),
+            [(c["rep"], c["client"], c["server"]) for c in data.get("cpu", [])],
+        )
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def client_cpu() -> float:
+    """CPU seconds of this process and its waited-for children (etcdctl)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def process_cpu(pid: int | None) -> float:
+    """CPU seconds of process ``pid`` so far (``/proc/<pid>/stat``), 0.0 when unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+
+
+def _schedule(
+    todo: Sequence[Contender], state: dict[str, State], rng: random.Random
+) -> list[Contender]:
+    """A random order that prefers, at each step, a contender needing the current state."""
+    left = list(todo)
+    order: list[Contender] = []
+    simulated = dict(state)
+    while left:
+        ready = [c for c in left if simulated[c.api] is c.needs]
+        pick = rng.choice(ready or left)
+        left.remove(pick)
+        order.append(pick)
+        simulated[pick.api] = pick.gives
+    return order
+
+
+def measure_size(
+    clients: Clients,
+    work: Workload,
+    apis: Sequence[str],
+    repeat: int,
+    budget: float,
+    rng: random.Random,
+    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+) -> list[Measurement]:
+    """Time every contender on ``work``, ``repeat`` times each (fewer past ``budget`` s).
+
+    The path must be empty on each API when this starts.  The first run of each
+    contender is checked (it stored or read the right data) and its requests are
+    counted from the server's ``/metrics``, outside the timing.
+
+    :raises AssertionError: a contender stored or read the wrong data.
+    """
+    cs = contenders(clients, work, apis)
+    setups = {api: Setup(api, clients, work) for api in apis}
+    state = {api: State.EMPTY for api in apis}
+    found = {c.label: Measurement(c.api, c.who, c.op, work.leaves, c.slow) for c in cs}
+    spent = dict.fromkeys(found, 0.0)
+    endpoint = clients.server.endpoint
+    server_pid = clients.server.pid
+    for rep in range(repeat):
+        todo = [c for c in cs if rep == 0 or spent[c.label] < budget]
+        if not todo:
+            break
+        for c in _schedule(todo, state, rng):
+            m = found[c.label]
+            if state[c.api] is not c.needs:
+                started = time.perf_counter()
+                setups[c.api](c.needs)
+                took = time.perf_counter() - started
+                m.setup_seconds += took
+                spent[c.label] += took
+                state[c.api] = c.needs
+            gc.collect()
+            before = request_counts(endpoint, c.api) if rep == 0 else None
+            cpu0, server0 = client_cpu(), process_cpu(server_pid)
+            started = time.perf_counter()
+            result = c.run()
+            seconds = time.perf_counter() - started
+            m.cpu.append((rep, client_cpu() - cpu0, process_cpu(server_pid) - server0))
+            state[c.api] = c.gives
+            if rep == 0:
+                m.requests = difference(request_counts(endpoint, c.api), before)
+                if c.check is not None:
+                    c.check(result)
+            del result
+            m.runs.append((rep, seconds))
+            spent[c.label] += seconds
+            log(f"  {work.leaves:>7} leaves  rep {rep}  {c.label:<28} {seconds * 1000:10.1f} ms")
+    return list(found.values())
+
+
+def cleanup(clients: Clients) -> dict[str, Any]:
+    """Delete every benchmark key, compact the history and defragment the backend.
+
+    :returns: the server's ``endpoint status`` after it (``dbSize`` in bytes …).
+    """
+    clients.gw.delete_prefix(PREFIX + "/")
+    try:
+        clients.pe.delete(PREFIX, recursive=True)
+    except etcd.EtcdKeyNotFound:  # nothing stored on v2 yet
+        pass
+    header = clients.gw.post(clients.gw.get_url("/kv/range"), json={"key": "AA=="})["header"]
+    clients.gw.post(
+        clients.gw.get_url("/kv/compaction"),
+        json={"revision": int(header["revision"]), "physical": True},
+    )
+    clients.server.etcdctl("defrag")
+    status = json.loads(clients.server.etcdctl("endpoint", "status", "-w", "json").stdout)
+    return dict(status[0].get("Status", {}))

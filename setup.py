@@ -1,0 +1,64 @@
+"""Build shim: everything is declared in pyproject.toml but one thing.
+
+It adds link.etcd's start-up hook to the root of the wheel, beside the
+``link`` package, so that pip installs it into site-packages:
+
+* ``link_etcd_b3j0f.pth``: one line, ``import _link_etcd_hook``, run by
+  ``site`` at interpreter start-up;
+* ``_link_etcd_hook.py``: puts a finder first in ``sys.meta_path`` that does
+  nothing until a ``b3j0f.*`` submodule is imported (see
+  ``link/etcd/_b3j0f_compat.py``).
+
+A ``.pth`` file only works at the top of a site directory, which packages and
+package data cannot reach, hence the custom ``build_py``. The two files also go
+into the sdist (``get_source_files``), so a wheel built from it has them too.
+
+Editable installs (``pip install -e .``) build no ``build_py`` output into
+the wheel: setuptools maps the packages to the source tree with a finder of
+its own. ``editable_wheel`` is extended to copy the two files into the root
+of the editable wheel too (next to the namespace ``.pth`` files it writes
+there), through ``_install_namespaces``, a private method of setuptools
+(checked with 65.5 and 84.0). Should a later setuptools drop it, an editable install
+silently lacks the hook; then call ``link.etcd._b3j0f_compat.install()``
+before importing b3j0f.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
+from setuptools.command.editable_wheel import editable_wheel
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+HOOK_FILES = ("link_etcd_b3j0f.pth", "_link_etcd_hook.py")
+
+
+class build_py_with_hook(build_py):  # noqa: N801 - distutils command naming
+    """``build_py`` that also copies :data:`HOOK_FILES` to the wheel root."""
+
+    def run(self) -> None:
+        super().run()
+        for name in HOOK_FILES:
+            self.copy_file(os.path.join(HERE, name), os.path.join(self.build_lib, name))
+
+    def get_outputs(self, include_bytecode: bool = True) -> list[str]:
+        hooks = [os.path.join(self.build_lib, name) for name in HOOK_FILES]
+        return [*super().get_outputs(include_bytecode), *hooks]
+
+    def get_source_files(self) -> list[str]:
+        return [*super().get_source_files(), *HOOK_FILES]
+
+
+class editable_wheel_with_hook(editable_wheel):  # noqa: N801 - distutils command naming
+    """``editable_wheel`` that also puts :data:`HOOK_FILES` in the wheel root."""
+
+    def _install_namespaces(self, installation_dir: str, pth_prefix: str) -> None:
+        super()._install_namespaces(installation_dir, pth_prefix)
+        for name in HOOK_FILES:
+            shutil.copy(os.path.join(HERE, name), os.path.join(installation_dir, name))
+
+
+setup(cmdclass={"build_py": build_py_with_hook, "editable_wheel": editable_wheel_with_hook})
