@@ -10,6 +10,15 @@ from link.etcd.watch import TreeWatch
 WAIT = 10.0  # seconds; a change normally arrives within milliseconds
 
 
+def wait_for(seen: "queue.Queue[tuple[Any, int]]", expected: Any) -> int:
+    """Take callbacks until one carries ``expected`` (v2 writes show intermediate
+    states, v3 writes do not); return its revision."""
+    value, revision = seen.get(timeout=WAIT)
+    while value != expected:
+        value, revision = seen.get(timeout=WAIT)
+    return revision
+
+
 def test_tree_watch_delivers_current_value_then_changes(client: EtcdMiddleware) -> None:
     seen: queue.Queue[tuple[Any, int]] = queue.Queue()
     client["/cfg"] = {"a": 1}
@@ -21,13 +30,20 @@ def test_tree_watch_delivers_current_value_then_changes(client: EtcdMiddleware) 
         assert value == {"a": 2}
         assert revision > first_revision
         client["/cfg"] = {f"k{i}": i for i in range(50)}  # many keys, one txn (v3)
-        value, _ = seen.get(timeout=WAIT)
-        while value != {f"k{i}": i for i in range(50)}:  # v2 writes key by key
-            value, _ = seen.get(timeout=WAIT)
+        wait_for(seen, {f"k{i}": i for i in range(50)})
         del client["/cfg"]
-        value, _ = seen.get(timeout=WAIT)
-        while value is not None:
-            value, _ = seen.get(timeout=WAIT)
+        wait_for(seen, None)
+
+
+def test_one_callback_per_v3_txn(v3: EtcdMiddleware) -> None:
+    seen: queue.Queue[tuple[Any, int]] = queue.Queue()
+    with v3.watch_tree("/cfg", lambda value, rev: seen.put((value, rev))):
+        assert seen.get(timeout=WAIT)[0] is None
+        v3["/cfg"] = {f"k{i}": i for i in range(100)}
+        assert seen.get(timeout=WAIT)[0] == {f"k{i}": i for i in range(100)}
+        v3["/cfg/k0"] = "changed"
+        assert seen.get(timeout=WAIT)[0]["k0"] == "changed"
+        assert seen.empty()
 
 
 def test_tree_watch_ignores_siblings(client: EtcdMiddleware) -> None:

@@ -177,24 +177,30 @@ class V2Backend:
     # -- writes ------------------------------------------------------------
 
     def replace(self, key: str, node: Node, ancestors: Sequence[str]) -> None:
-        """Delete the old subtree, then write ``node`` (not atomic, see module docstring).
+        """Write ``node`` at ``key`` in place of whatever is there (not atomic, see the
+        module docstring).
 
-        Requests: one recursive ``DELETE``, then one ``PUT`` per dict leaf and one
-        ``POST`` per list item (plus, only when an ancestor is a leaf, one ``DELETE``
-        per ancestor).
+        A leaf over a leaf is one ``PUT`` (readers see the old or the new value).
+        Otherwise: one recursive ``DELETE``, then one ``PUT`` per dict leaf and one
+        ``POST`` per list item.  Only when an ancestor is a leaf: one ``DELETE`` per
+        ancestor, then the write again.
 
         :raises EtcdPartialWrite: when some leaves were written and others failed.
         """
-        self._delete_tree(key)
         jobs = list(_plan(key, node))
         first, rest = jobs[0], jobs[1:]
+        if not isinstance(node, bytes):
+            self._delete_tree(key)
         try:
             with self._translate(key):
                 first(self.client)
         except EtcdError as exc:
-            if not isinstance(exc.__cause__, etcd.EtcdNotDir):
+            if isinstance(exc.__cause__, etcd.EtcdNotDir):  # an ancestor is a leaf
+                self._delete_leaf_ancestors(ancestors)
+            elif isinstance(exc.__cause__, etcd.EtcdNotFile):  # a leaf over a directory
+                self._delete_tree(key)
+            else:
                 raise
-            self._delete_leaf_ancestors(ancestors)
             with self._translate(key):
                 first(self.client)
         self._run(key, rest, len(jobs))

@@ -14,8 +14,10 @@ transaction the replace is atomic.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import random
+import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -456,6 +458,20 @@ class _Unavailable(Exception):
     """A member answered 502/503 (no leader, stopping): try the next one."""
 
 
+def _shutdown(response: requests.Response) -> None:
+    """Wake a thread blocked reading ``response``'s stream: shut its socket down.
+
+    ``response.close()`` from another thread would block on the reader's lock.
+    """
+    connection = getattr(response.raw, "connection", None) or getattr(
+        response.raw, "_connection", None
+    )
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 class V3Watch:
     """A watch stream on ``key`` and its subtree: iterate for :class:`Event` s.
 
@@ -475,16 +491,16 @@ class V3Watch:
         self._cancelled.set()
         response = self._response
         if response is not None:
-            response.close()
+            _shutdown(response)
 
     def __iter__(self) -> Iterator[Event]:
         while not self._cancelled.is_set():
             try:
                 yield from self._stream()
-            except (requests.RequestException, EtcdConnectionFailed, ValueError, AttributeError):
-                if self._cancelled.is_set():
-                    return
-                time.sleep(0.2)
+            except (requests.RequestException, _Unavailable, ValueError, AttributeError):
+                pass  # a dropped or refused stream: reconnect below
+            if not self._cancelled.wait(0.1):
+                continue
 
     def _stream(self) -> Iterator[Event]:
         backend = self._backend
@@ -512,6 +528,13 @@ class V3Watch:
         if self._cancelled.is_set():
             response.close()
             return
+        if response.status_code != 200:
+            with response:
+                raise backend._translate(member, response, self._key)
+        with response:
+            yield from self._events(response)
+
+    def _events(self, response: requests.Response) -> Iterator[Event]:
         inside = self._key + SEP
         for line in response.iter_lines():
             if not line:
