@@ -1,0 +1,159 @@
+"""EtcdConfDriver with b3j0f.conf, against a real etcd, on both APIs."""
+
+import queue
+import subprocess
+import sys
+import textwrap
+import time
+from typing import Any
+
+import pytest
+
+from link.etcd import EtcdConnectionFailed, EtcdMiddleware
+
+from b3j0f.conf import Configurable, Parameter, category  # noqa: E402  (after link.etcd on purpose)
+
+from b3j0f.conf.model.param import BOOL  # noqa: E402
+
+from link.etcd.demo import request_count  # noqa: E402
+from link.etcd.driver import EtcdConfDriver  # noqa: E402
+
+WAIT = 10.0
+
+
+def test_tutorial_verbatim_in_a_fresh_interpreter(etcd_server: Any, etcd_prefix: str) -> None:
+    """The tutorial order: b3j0f first, then the driver; configuration from etcd."""
+    seed = EtcdMiddleware(endpoints=[etcd_server.endpoint], prefix=etcd_prefix)
+    seed["/myproject/myconfigurable.conf"] = {"MYCONF": {"myparam": "myvalue"}}
+    script = textwrap.dedent(
+        """
+        from b3j0f.conf import Configurable, category, Parameter
+        from link.etcd.driver import EtcdConfDriver
+
+        @Configurable(
+            paths='myproject/myconfigurable.conf',
+            conf=category(
+                'MYCONF',
+                Parameter(name='myparam')
+            ),
+            drivers=[EtcdConfDriver()]
+        )
+        class MyConfigurable(object):
+            pass
+
+        obj = MyConfigurable()
+        print(obj.myparam)
+        """
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "LINK_ETCD_ENDPOINTS": etcd_server.endpoint,
+        "LINK_ETCD_PREFIX": etcd_prefix,
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "myvalue"
+
+
+@pytest.fixture
+def driver(etcd_server: Any, etcd_prefix: str, api: str) -> EtcdConfDriver:
+    return EtcdConfDriver(endpoints=[etcd_server.endpoint], api=api, prefix=etcd_prefix)
+
+
+def _configurable(driver: EtcdConfDriver) -> type:
+    @Configurable(
+        paths="svc/app.conf",
+        conf=category(
+            "DB",
+            Parameter(name="host", ptype=str),
+            Parameter(name="port", ptype=int),
+            Parameter(name="debug", ptype=BOOL),
+            Parameter(name="ratio", ptype=float),
+        ),
+        drivers=[driver],
+    )
+    class Service:
+        pass
+
+    return Service
+
+
+def test_typed_parameters(driver: EtcdConfDriver) -> None:
+    driver.client["/svc/app.conf"] = {
+        "DB": {"host": "db1", "port": 5432, "debug": True, "ratio": 0.5}
+    }
+    service = _configurable(driver)()
+    assert (service.host, service.port, service.debug, service.ratio) == ("db1", 5432, True, 0.5)
+
+
+def test_string_values_typed_by_ptype(driver: EtcdConfDriver, etcd_server: Any) -> None:
+    driver.client["/svc/app.conf"] = {"DB": {"port": "6543", "debug": "false"}}
+    service = _configurable(driver)()
+    assert service.port == 6543 and service.debug is False
+
+
+def test_applyconfiguration_picks_up_changes(driver: EtcdConfDriver) -> None:
+    driver.client["/svc/app.conf"] = {"DB": {"host": "a"}}
+    cls = _configurable(driver)
+    service = cls()
+    assert service.host == "a"
+    driver.client["/svc/app.conf/DB/host"] = "b"
+    Configurable.get_annotations(service)[0].applyconfiguration(targets=[service])
+    assert service.host == "b"
+
+
+def test_write_back(driver: EtcdConfDriver) -> None:
+    driver.client["/svc/app.conf"] = {"DB": {"host": "a"}, "OTHER": {"keep": 1}}
+    cls = _configurable(driver)
+    configurable = Configurable.get_annotations(cls)[0]
+    configurable.conf["DB"]["port"].value = 7000
+    driver.setconf(configurable.conf, "svc/app.conf")
+    stored = driver.client["/svc/app.conf"]
+    assert stored["DB"]["port"] == 7000
+    assert stored["OTHER"] == {"keep": 1}
+
+
+def test_missing_path_means_no_configuration(driver: EtcdConfDriver) -> None:
+    assert driver.getconf("svc/nothing.conf") is None
+    service = _configurable(driver)()
+    assert not hasattr(service, "port") or service.port is None
+
+
+def test_one_read_request_per_load(driver: EtcdConfDriver, etcd_server: Any, api: str) -> None:
+    driver.client["/svc/app.conf"] = {"DB": {"host": "h", "port": 1, "debug": False}}
+    cls = _configurable(driver)  # decorating applies the configuration once too
+    before = request_count(etcd_server.endpoint, api)
+    assert cls().host == "h"
+    assert request_count(etcd_server.endpoint, api) == before + 1  # counted by the server
+
+
+def test_live_reconfiguration(driver: EtcdConfDriver) -> None:
+    driver.client["/svc/app.conf"] = {"DB": {"host": "a"}}
+    service = _configurable(driver)()
+    changed: queue.Queue[Any] = queue.Queue()
+    watches = driver.reconfigure_on_change(service)
+    assert len(watches) == 1
+    extra = driver.watch("svc/app.conf", lambda tree, rev: changed.put(tree))
+    try:
+        changed.get(timeout=WAIT)  # the current value, delivered at once
+        driver.client["/svc/app.conf/DB/host"] = "b"
+        tree = changed.get(timeout=WAIT)
+        while tree["DB"]["host"] != "b":
+            tree = changed.get(timeout=WAIT)
+        deadline = time.monotonic() + WAIT  # the other watch thread applies it
+        while service.host != "b" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert service.host == "b"
+    finally:
+        extra.stop()
+        for w in watches:
+            w.stop()
+
+
+def test_no_connection_at_construction() -> None:
+    driver = EtcdConfDriver(endpoints=["127.0.0.1:9"], read_timeout=1)
+    assert driver._client is None
+    with pytest.raises(EtcdConnectionFailed):
+        driver.getconf("svc/app.conf")
