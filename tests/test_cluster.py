@@ -106,7 +106,9 @@ def auth_server() -> Iterator[EtcdServer]:
     with EtcdServer(enable_v2=False) as server:
         server.etcdctl("user", "add", "app", "--new-user-password=app-pw", "--interactive=false")
         server.etcdctl("role", "add", "app-role")
-        server.etcdctl("role", "grant-permission", "app-role", "--prefix=true", "readwrite", "/app/")
+        server.etcdctl(
+            "role", "grant-permission", "app-role", "--prefix=true", "readwrite", "/app/"
+        )
         server.etcdctl("role", "grant-permission", "app-role", "readwrite", "/app")
         server.etcdctl("user", "grant-role", "app", "app-role")
         server.enable_auth("root-pw")

@@ -112,3 +112,9 @@ def test_roundtrip_property(doc: Any) -> None:
 @given(st.text())
 def test_any_string_roundtrips(text: str) -> None:
     assert codec.decode_leaf(codec.encode_leaf(text)) == text
+
+
+def test_only_ascii_digits_make_a_position() -> None:
+    arabic_indic = "\u0660" * 20  # str.isdigit() is True, but this is a dict key
+    assert not codec.is_position(arabic_indic)
+    assert roundtrip({arabic_indic: 1, "x": 2}) == {arabic_indic: 1, "x": 2}

@@ -8,13 +8,10 @@ import time
 from typing import Any
 
 import pytest
-
-from link.etcd import EtcdConnectionFailed, EtcdMiddleware
-
 from b3j0f.conf import Configurable, Parameter, category  # noqa: E402  (after link.etcd on purpose)
-
 from b3j0f.conf.model.param import BOOL  # noqa: E402
 
+from link.etcd import EtcdConnectionFailed, EtcdMiddleware
 from link.etcd.demo import request_count  # noqa: E402
 from link.etcd.driver import EtcdConfDriver  # noqa: E402
 

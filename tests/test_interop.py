@@ -7,7 +7,9 @@ from typing import Any
 from link.etcd import EtcdMiddleware
 
 
-def test_etcdctl_writes_middleware_reads(etcd_server: Any, etcd_prefix: str, v3: EtcdMiddleware) -> None:
+def test_etcdctl_writes_middleware_reads(
+    etcd_server: Any, etcd_prefix: str, v3: EtcdMiddleware
+) -> None:
     etcd_server.etcdctl("put", f"{etcd_prefix}/app/db/host", "localhost")
     etcd_server.etcdctl("put", f"{etcd_prefix}/app/db/port", "5432")
     etcd_server.etcdctl("put", f"{etcd_prefix}/app/debug", "true")
@@ -19,7 +21,9 @@ def test_etcdctl_writes_middleware_reads(etcd_server: Any, etcd_prefix: str, v3:
     }
 
 
-def test_middleware_writes_etcdctl_reads(etcd_server: Any, etcd_prefix: str, v3: EtcdMiddleware) -> None:
+def test_middleware_writes_etcdctl_reads(
+    etcd_server: Any, etcd_prefix: str, v3: EtcdMiddleware
+) -> None:
     v3["/app"] = {"db": {"host": "localhost", "port": 5432}, "name": "42", "workers": ["a", "b"]}
     out = etcd_server.etcdctl("get", "--prefix", f"{etcd_prefix}/app/").stdout.splitlines()
     pairs = dict(zip(out[::2], out[1::2], strict=True))

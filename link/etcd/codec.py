@@ -44,8 +44,8 @@ POSITION_WIDTH = 20
 EMPTY_DICT = b"{}"
 EMPTY_LIST = b"[]"
 
-_POSITION = re.compile(r"\d{%d}" % POSITION_WIDTH)
-_UNESCAPE = re.compile(r"%(25|2[Ff]|2[Ee]|3\d)")
+_POSITION = re.compile(f"[0-9]{{{POSITION_WIDTH}}}")  # ASCII digits only, not str.isdigit
+_UNESCAPE = re.compile(r"%(25|2[Ff]|2[Ee]|3[0-9])")
 # First characters after which json.loads can possibly succeed.
 _JSON_START = frozenset('"-0123456789tfn[{ \t\n\r')
 

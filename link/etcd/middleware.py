@@ -96,8 +96,7 @@ class EtcdMiddleware(MutableMapping[str, Any]):
         segments = split_path(path)
         if not segments:
             raise EtcdInvalidTree(
-                "the root cannot be replaced or deleted as a value; use clear() or a "
-                "path below it",
+                "the root cannot be replaced or deleted as a value; use clear() or a path below it",
                 key=path,
             )
         return join_key(self._stem, segments), ancestor_keys(self._stem, segments)

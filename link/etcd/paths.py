@@ -94,4 +94,4 @@ def relative_key(base: str, key: str) -> str:
     stem = base + SEP
     if not key.startswith(stem):
         raise ValueError(f"{key!r} is not below {base!r}")
-    return key[len(stem):]
+    return key[len(stem) :]

@@ -91,8 +91,7 @@ class EtcdSettingsSource(PydanticBaseSettingsSource):
             data[field.alias or field_name] = tree[name]
         if problems:
             raise SettingsError(
-                f"invalid settings in etcd for {self.settings_cls.__name__}: "
-                + "; ".join(problems)
+                f"invalid settings in etcd for {self.settings_cls.__name__}: " + "; ".join(problems)
             )
         return data
 
@@ -114,7 +113,7 @@ class EtcdSettingsSource(PydanticBaseSettingsSource):
         environment, arguments) may provide the rest of a nested model.
         """
         try:
-            TypeAdapter(field.annotation).validate_python(value)
+            TypeAdapter(field.annotation or Any).validate_python(value)
         except ValidationError as exc:
             return [
                 f"etcd key {self._key(name, e['loc'])}: {e['msg']} (got {e.get('input')!r})"

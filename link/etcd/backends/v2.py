@@ -20,8 +20,9 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import etcd
 import urllib3
+
+import etcd
 
 from ..codec import EMPTY_DICT, Node
 from ..errors import (

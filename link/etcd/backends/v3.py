@@ -119,7 +119,9 @@ class _Endpoint:
         if settings.ca_cert:
             session.verify = settings.ca_cert
         if settings.cert:
-            session.cert = (settings.cert, settings.cert_key) if settings.cert_key else settings.cert
+            session.cert = (
+                (settings.cert, settings.cert_key) if settings.cert_key else settings.cert
+            )
         self.url = url
         self.client = Etcd3Client(
             host=parts.hostname or "127.0.0.1",
@@ -225,7 +227,7 @@ class V3Backend:
             detail = {}
         message = str(detail.get("message") or detail.get("error") or response.text).strip()
         code = detail.get("code")
-        where = {"endpoints": (member.url,), "key": key}
+        where: dict[str, Any] = {"endpoints": (member.url,), "key": key}
         if response.status_code in (502, 503):
             return _Unavailable(message)
         if code == _PERMISSION_DENIED or response.status_code == 403:
@@ -297,15 +299,13 @@ class V3Backend:
         if key:
             ops.append(_range_op(key.encode(), count_only=True))
         response = self._txn([], ops, key)
-        return any(
-            int(r["response_range"].get("count", 0)) for r in response.get("responses", ())
-        )
+        return any(int(r["response_range"].get("count", 0)) for r in response.get("responses", ()))
 
     def children(self, key: str) -> list[str]:
         """Direct child names of ``key``, from one ``keys_only`` read of the subtree."""
         base = key + SEP
         names = {
-            kv.key[len(base):].split(SEP, 1)[0]
+            kv.key[len(base) :].split(SEP, 1)[0]
             for kv in self.read(key, keys_only=True).items
             if kv.key.startswith(base)
         }
@@ -406,7 +406,9 @@ class V3Backend:
         inside = key + SEP
         for done, batch in enumerate(batches):
             compares = [
-                _unchanged_since(revision, k.encode()) for k, _, _ in batch if not k.startswith(inside)
+                _unchanged_since(revision, k.encode())
+                for k, _, _ in batch
+                if not k.startswith(inside)
             ]
             span = [k for k, _, _ in batch if k.startswith(inside)]
             if span:
@@ -433,13 +435,14 @@ class V3Backend:
     def delete(self, key: str) -> int:
         """Delete ``key`` and everything below it in one ``txn`` of two ``delete_range``."""
         prefix = (key + SEP).encode()
-        ops = [{"request_delete_range": {"key": _b64(prefix), "range_end": _b64(range_end(prefix))}}]
+        ops = [
+            {"request_delete_range": {"key": _b64(prefix), "range_end": _b64(range_end(prefix))}}
+        ]
         if key:
             ops.append(_delete_op(key))
         response = self._txn([], ops, key)
         return sum(
-            int(r["response_delete_range"].get("deleted", 0))
-            for r in response.get("responses", ())
+            int(r["response_delete_range"].get("deleted", 0)) for r in response.get("responses", ())
         )
 
     # -- watch -------------------------------------------------------------
