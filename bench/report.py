@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import statistics
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -108,6 +109,29 @@ def requests_table(index: Index) -> str:
     return _table(["contender", *(_n(s) + " leaves" for s in index.sizes)], rows)
 
 
+def cpu_table(index: Index, leaves: int) -> str:
+    """Median wall, client CPU and etcd CPU per contender at one size."""
+    rows = []
+    for label in _ordered(index):
+        m = index.get(label, leaves)
+        if m is None or not m.cpu:
+            continue
+        wall = statistics.median(m.times)
+        client = statistics.median(c for _, c, _ in m.cpu)
+        server = statistics.median(e for _, _, e in m.cpu)
+        rows.append(
+            [
+                label,
+                fmt_time(wall),
+                fmt_time(client),
+                fmt_time(server),
+                f"{(client + server) / wall:.2f}" if wall else "–",
+            ]
+        )
+    header = ["contender", "wall", "client CPU", "etcd CPU", "cores busy (CPU / wall)"]
+    return _table(header, rows)
+
+
 def _verdict(met: bool | None) -> str:
     return "–" if met is None else ("met" if met else "**missed**")
 
@@ -194,7 +218,8 @@ def profile_markdown(profile: dict[str, Any], top: int = 8) -> str:
             )
             parts.append(f"{view}, by component of the innermost frame: {spread}.\n")
             rows = []
-            for (f_self, s_self), inc in _zip_longest(data["self"][:top], data["inclusive"][:top]):
+            inclusive = [row for row in data["inclusive"] if row[1] < 0.995][:top]
+            for (f_self, s_self), inc in _zip_longest(data["self"][:top], inclusive):
                 rows.append(
                     [
                         f"`{f_self}`" if f_self else "",
@@ -396,6 +421,7 @@ def markdown_report(results: dict[str, Any], index: Index, png_name: str | None)
     """The whole ``docs/performance.md`` text."""
     sizes = index.sizes
     repeat = results["repeat"]
+    cpu_leaves = GOAL_LEAVES if GOAL_LEAVES in sizes else sizes[-1]
     parts = [
         "# Performance",
         "",
@@ -431,6 +457,12 @@ def markdown_report(results: dict[str, Any], index: Index, png_name: str | None)
         "included; v2: HTTP requests):",
         "",
         requests_table(index),
+        "",
+        f"CPU time of one operation at {_n(cpu_leaves)} leaves (medians; client: this "
+        "process and the etcdctl processes it ran; etcd: the server process). The machine "
+        f"has {results['machine']['cores']} cores, shared by both:",
+        "",
+        cpu_table(index, cpu_leaves),
         "",
         "## Ratios",
         "",
