@@ -1,6 +1,9 @@
 """EtcdMiddleware against a real etcd server, on both APIs (v3 and v2)."""
 
+import socket
 import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,6 +15,8 @@ from link.etcd import (
     EtcdInvalidTree,
     EtcdKeyNotFound,
     EtcdMiddleware,
+    EtcdSettingsError,
+    EtcdTimeout,
 )
 
 from .strategies import json_documents
@@ -143,13 +148,6 @@ def test_bad_input_is_also_a_value_error(client: EtcdMiddleware) -> None:
         client["/x"] = {"s": {1}}
 
 
-def test_oversized_value_rejected_before_writing(v3: EtcdMiddleware) -> None:
-    v3["/big"] = "old"
-    with pytest.raises(EtcdInvalidTree, match="max_request_bytes"):
-        v3["/big"] = {"a": "small", "b": "x" * (2 * 1024 * 1024)}
-    assert v3["/big"] == "old"
-
-
 def test_large_tree_in_several_txns(client: EtcdMiddleware) -> None:
     tree = {f"k{i:04d}": {"n": i, "s": f"v{i}"} for i in range(400)}
     client["/big"] = tree
@@ -230,3 +228,50 @@ def test_from_uri(etcd_server: Any, etcd_prefix: str) -> None:
 def test_errors_share_one_base() -> None:
     assert issubclass(EtcdKeyNotFound, EtcdError) and issubclass(EtcdKeyNotFound, KeyError)
     assert not issubclass(EtcdConnectionFailed, KeyError)
+
+
+@pytest.fixture
+def silent_endpoints() -> Iterator[list[str]]:
+    """Two TCP listeners that accept connections but never answer."""
+    listeners = []
+    for _ in range(2):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        listeners.append(listener)
+    try:
+        yield [f"127.0.0.1:{s.getsockname()[1]}" for s in listeners]
+    finally:
+        for listener in listeners:
+            listener.close()
+
+
+def test_silent_cluster_times_out_within_read_timeout(silent_endpoints: list[str]) -> None:
+    client = EtcdMiddleware(endpoints=silent_endpoints, read_timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(EtcdTimeout) as info:
+        client["/x"]
+    assert time.monotonic() - started < 1.0 + 0.5
+    assert silent_endpoints[0] in str(info.value)
+
+
+def test_silent_cluster_v2_times_out(silent_endpoints: list[str]) -> None:
+    client = EtcdMiddleware(endpoints=silent_endpoints[:1], api="v2", read_timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(EtcdConnectionFailed) as info:
+        client["/x"]
+    assert time.monotonic() - started < 1.0 + 0.5
+    assert silent_endpoints[0] in str(info.value)
+
+
+def test_oversized_value_rejected_on_v2_too(client: EtcdMiddleware) -> None:
+    client["/big"] = "old"
+    with pytest.raises(EtcdInvalidTree, match="max_request_bytes"):
+        client["/big"] = ["x" * (2 * 1024 * 1024)]
+    assert client["/big"] == "old"
+
+
+def test_v2_only_settings_refused_on_v3(etcd_server: Any) -> None:
+    client = EtcdMiddleware(endpoints=[etcd_server.endpoint], srv_domain="example.org")
+    with pytest.raises(EtcdSettingsError, match="srv_domain"):
+        client["/x"]

@@ -9,11 +9,36 @@ directories, in-order keys and no transactions).  Absence is data (an empty
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..codec import Node
+from ..errors import EtcdInvalidTree
+
+#: Bytes kept free in each request for framing and compares, and counted per operation.
+REQUEST_OVERHEAD_BYTES = 4096
+OP_OVERHEAD_BYTES = 32
+
+
+def check_leaf_sizes(leaves: Iterable[tuple[str, bytes]], max_request_bytes: int) -> None:
+    """Refuse, before anything is written, a key and value that no request can carry.
+
+    etcd rejects a request larger than ``--max-request-bytes`` (1.5 MiB by
+    default), on v3 and on v2 alike.
+
+    :param leaves: ``(key, value)`` pairs to be written.
+    :param max_request_bytes: the server's limit, in bytes.
+    :raises EtcdInvalidTree: naming the first key that is too large.
+    """
+    limit = max_request_bytes - REQUEST_OVERHEAD_BYTES
+    for key, value in leaves:
+        if len(key.encode("utf-8", "surrogateescape")) + len(value) + OP_OVERHEAD_BYTES > limit:
+            raise EtcdInvalidTree(
+                f"{key!r} holds {len(value)} bytes, more than one etcd request may carry "
+                f"(max_request_bytes={max_request_bytes})",
+                key=key,
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ import urllib3
 
 import etcd
 
-from ..codec import EMPTY_DICT, Node
+from ..codec import EMPTY_DICT, Node, flatten
 from ..errors import (
     EtcdAuthError,
     EtcdConnectionFailed,
@@ -35,7 +35,7 @@ from ..errors import (
 )
 from ..paths import SEP
 from ..settings import EtcdSettings
-from .base import Event, KeyValue, Snapshot
+from .base import Event, KeyValue, Snapshot, check_leaf_sizes
 
 _PUT_ACTIONS = frozenset({"set", "create", "update", "compareAndSwap"})
 #: Seconds a watch long-poll waits before it checks whether it was cancelled.
@@ -109,6 +109,13 @@ class V2Backend:
             return self._client
 
     def _make_client(self) -> etcd.Client:
+        client = self._new_client()
+        # One try per endpoint and request: python-etcd moves on to the next endpoint
+        # itself, and urllib3's own retries would multiply read_timeout.
+        client.http.connection_pool_kw["retries"] = urllib3.Retry(0, read=False, redirect=3)
+        return client
+
+    def _new_client(self) -> etcd.Client:
         s = self.settings
         hosts = tuple((p.hostname, p.port or s.port) for p in map(urlsplit, self.endpoints))
         cert: Any = (s.cert, s.cert_key) if s.cert and s.cert_key else s.cert
@@ -188,6 +195,7 @@ class V2Backend:
 
         :raises EtcdPartialWrite: when some leaves were written and others failed.
         """
+        check_leaf_sizes(flatten(node, key), self.settings.max_request_bytes)
         jobs = list(_plan(key, node))
         first, rest = jobs[0], jobs[1:]
         if not isinstance(node, bytes):

@@ -37,19 +37,24 @@ from ..errors import (
     EtcdInvalidTree,
     EtcdPartialWrite,
     EtcdPermissionDenied,
+    EtcdSettingsError,
     EtcdTimeout,
 )
 from ..paths import SEP, range_end
 from ..settings import EtcdSettings
-from .base import Event, KeyValue, Snapshot
+from .base import (
+    OP_OVERHEAD_BYTES,
+    REQUEST_OVERHEAD_BYTES,
+    Event,
+    KeyValue,
+    Snapshot,
+    check_leaf_sizes,
+)
 
 #: Keys per range response page when reading very large subtrees.
 PAGE_SIZE = 20_000
 #: Write attempts (initial + retries) when a compare keeps failing.
 WRITE_ATTEMPTS = 6
-#: Bytes reserved per txn for framing and compares, and per operation.
-TXN_OVERHEAD_BYTES = 4096
-OP_OVERHEAD_BYTES = 32
 
 # gRPC status codes carried in the gateway's error bodies.
 _UNAUTHENTICATED = 16
@@ -142,6 +147,12 @@ class V3Backend:
     """
 
     def __init__(self, settings: EtcdSettings) -> None:
+        for name in ("srv_domain", "expected_cluster_id"):
+            if getattr(settings, name):
+                raise EtcdSettingsError(
+                    f"{name} is only used by the v2 API (api = v2); "
+                    "with v3 give the cluster's endpoints"
+                )
         self.settings = settings
         self.endpoints: tuple[str, ...] = tuple(settings.urls)
         self._members = [_Endpoint(url, settings) for url in self.endpoints]
@@ -179,7 +190,7 @@ class V3Backend:
                 timed_out = timed_out or isinstance(exc, requests.Timeout)
                 last = exc
                 continue
-            except requests.ConnectionError as exc:
+            except requests.RequestException as exc:  # refused, reset, TLS, broken stream
                 last = exc
                 continue
             self._current = index
@@ -202,9 +213,16 @@ class V3Backend:
         if response.status_code == 401 and self.settings.username:
             self._authenticate(member, timeout)  # the token expired: once more with a new one
             response = member.client.session.post(url, data=body, timeout=timeout)
-        if response.status_code == 200:
+        if response.status_code != 200:
+            raise self._translate(member, response, key)
+        try:
             return response.json()
-        raise self._translate(member, response, key)
+        except ValueError as exc:
+            raise EtcdError(
+                f"{url} did not answer with etcd v3 JSON: {response.text[:200]!r}",
+                endpoints=(member.url,),
+                key=key,
+            ) from exc
 
     def _authenticate(self, member: _Endpoint, timeout: float) -> None:
         response = member.client.session.post(
@@ -324,7 +342,7 @@ class V3Backend:
             applied (the cause is chained).
         """
         leaves = dict(flatten(node, key))
-        self._check_sizes(leaves)
+        check_leaf_sizes(leaves.items(), self.settings.max_request_bytes)
         for attempt in range(WRITE_ATTEMPTS):
             if attempt:
                 time.sleep(random.uniform(0, 0.01 * 2**attempt))
@@ -337,19 +355,8 @@ class V3Backend:
             key=key,
         )
 
-    def _check_sizes(self, leaves: dict[str, bytes]) -> None:
-        limit = self._txn_budget()
-        for leaf_key, value in leaves.items():
-            size = len(leaf_key.encode()) + len(value) + OP_OVERHEAD_BYTES
-            if size > limit:
-                raise EtcdInvalidTree(
-                    f"{leaf_key!r} holds {len(value)} bytes, more than one etcd request "
-                    f"may carry (max_request_bytes={self.settings.max_request_bytes})",
-                    key=leaf_key,
-                )
-
     def _txn_budget(self) -> int:
-        return self.settings.max_request_bytes - TXN_OVERHEAD_BYTES
+        return self.settings.max_request_bytes - REQUEST_OVERHEAD_BYTES
 
     def _read_for_write(self, key: str, ancestors: Sequence[str]) -> Snapshot:
         """The subtree (with values) and any leaves at ``ancestors``, in one txn."""
