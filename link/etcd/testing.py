@@ -478,7 +478,8 @@ class EtcdServer:
                     f"etcd {self.name} at {self.endpoint} is not running (exit status {code}); "
                     f"log tail:\n{self.log_text(tail=30)}"
                 )
-            healthy, last = self.health()
+            # never wait past the deadline for one answer
+            healthy, last = self.health(timeout=max(0.05, min(1.0, deadline - time.monotonic())))
             if healthy:
                 return
             if time.monotonic() >= deadline:
