@@ -9,14 +9,13 @@ from hypothesis import strategies as st
 
 from link.etcd import codec
 from link.etcd.errors import EtcdInvalidTree
-from link.etcd.paths import relative_key
 
 from .strategies import json_documents
 
 
 def roundtrip(value: Any) -> Any:
     flat = codec.flatten(codec.encode(value), "/base")
-    return codec.decode((relative_key("/base", k), v) for k, v in flat)
+    return codec.decode(flat, "/base")
 
 
 @pytest.mark.parametrize(
@@ -49,7 +48,16 @@ def test_leaf_encoding(value: Any, stored: bytes) -> None:
 
 @pytest.mark.parametrize(
     ("stored", "value"),
-    [(b"5432", 5432), (b"localhost", "localhost"), (b"\xff\xfe", b"\xff\xfe"), (b"{}", {})],
+    [
+        (b"5432", 5432),
+        (b"0", 0),
+        (b"0123", "0123"),
+        (b"-7", -7),
+        (b"1" * 5000, "1" * 5000),  # longer than Python's int parsing limit: text
+        (b"localhost", "localhost"),
+        (b"\xff\xfe", b"\xff\xfe"),
+        (b"{}", {}),
+    ],
 )
 def test_foreign_values(stored: bytes, value: Any) -> None:
     assert codec.decode_leaf(stored) == value
@@ -73,12 +81,12 @@ def test_empty_containers_are_marker_leaves() -> None:
 
 
 def test_directory_wins_over_leaf() -> None:
-    assert codec.decode([("", b"leaf"), ("a", b"1")]) == {"a": 1}
+    assert codec.decode([("/x", b"leaf"), ("/x/a", b"1")], "/x") == {"a": 1}
 
 
 def test_list_gaps_close_and_order_follows_keys() -> None:
-    items = [("00000000000000000009", b"c"), ("00000000000000000002", b"a")]
-    assert codec.decode(items) == ["a", "c"]
+    items = [("/l/00000000000000000009", b"c"), ("/l/00000000000000000002", b"a")]
+    assert codec.decode(items, "/l") == ["a", "c"]
 
 
 @pytest.mark.parametrize(

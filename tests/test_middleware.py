@@ -275,3 +275,19 @@ def test_v2_only_settings_refused_on_v3(etcd_server: Any) -> None:
     client = EtcdMiddleware(endpoints=[etcd_server.endpoint], srv_domain="example.org")
     with pytest.raises(EtcdSettingsError, match="srv_domain"):
         client["/x"]
+
+
+def test_long_lists_keep_their_order(client: EtcdMiddleware) -> None:
+    tree = {
+        "numbers": list(range(300)),
+        "records": [{"i": i, "tags": [f"t{i}", f"u{i}"], "empty": []} for i in range(60)],
+        "nested": [[i, [i, {"deep": i}]] for i in range(20)],
+    }
+    client["/lists"] = tree
+    assert client["/lists"] == tree
+
+
+def test_long_text_values(client: EtcdMiddleware) -> None:
+    tree = {"a": "x" * 100_000, "l": ["y" * 50_000, "z"], "b": "é" * 30_000}
+    client["/text"] = tree  # v2 echoes values back: long answers come chunked
+    assert client["/text"] == tree

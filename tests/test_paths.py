@@ -8,7 +8,6 @@ from link.etcd.paths import (
     join_key,
     normalize_prefix,
     range_end,
-    relative_key,
     split_path,
 )
 
@@ -61,11 +60,3 @@ def test_prefix_and_join() -> None:
 )
 def test_range_end(prefix: bytes, end: bytes) -> None:
     assert range_end(prefix) == end
-
-
-def test_relative_key() -> None:
-    assert relative_key("/a", "/a") == ""
-    assert relative_key("/a", "/a/b/c") == "b/c"
-    assert relative_key("", "/a") == "a"
-    with pytest.raises(ValueError):
-        relative_key("/a", "/ab")

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeAlias
 
 from .errors import EtcdInvalidTree
@@ -44,10 +44,18 @@ POSITION_WIDTH = 20
 EMPTY_DICT = b"{}"
 EMPTY_LIST = b"[]"
 
-_POSITION = re.compile(f"[0-9]{{{POSITION_WIDTH}}}")  # ASCII digits only, not str.isdigit
 _UNESCAPE = re.compile(r"%(25|2[Ff]|2[Ee]|3[0-9])")
 # First characters after which json.loads can possibly succeed.
 _JSON_START = frozenset('"-0123456789tfn[{ \t\n\r')
+# A JSON number, exactly (json.loads accepts the same texts): int unless group 1 or 2.
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?\Z")
+_CONSTANTS: dict[str, Callable[[], Any]] = {
+    "true": lambda: True,
+    "false": lambda: False,
+    "null": lambda: None,
+    "{}": dict,
+    "[]": list,
+}
 
 
 def position(index: int) -> str:
@@ -57,7 +65,7 @@ def position(index: int) -> str:
 
 def is_position(segment: str) -> bool:
     """True when ``segment`` names a list position (exactly 20 ASCII digits)."""
-    return len(segment) == POSITION_WIDTH and _POSITION.fullmatch(segment) is not None
+    return len(segment) == POSITION_WIDTH and segment.isascii() and segment.isdigit()
 
 
 def escape_name(name: str) -> str:
@@ -86,9 +94,22 @@ def _reject_constant(name: str) -> Any:
 
 
 def _parse_leaf_text(text: str) -> tuple[bool, Any]:
-    """``(True, value)`` when ``text`` reads as a JSON scalar or empty container."""
+    """``(True, value)`` when ``text`` reads as a JSON scalar or empty container.
+
+    Numbers, ``true``/``false``/``null`` and empty containers are recognised
+    without ``json.loads`` (the common cases, on the read path of every leaf);
+    the result is the same as ``json.loads`` gives.
+    """
     if not text or text[0] not in _JSON_START:
         return False, None
+    number = _NUMBER.match(text)
+    if number is not None:
+        try:
+            return True, float(text) if number.group(1) or number.group(2) else int(text)
+        except ValueError:  # more digits than sys.get_int_max_str_digits()
+            return False, None
+    if text in _CONSTANTS:
+        return True, _CONSTANTS[text]()
     try:
         value = json.loads(text, parse_constant=_reject_constant)
     except ValueError:
@@ -104,6 +125,12 @@ def decode_leaf(raw: bytes) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw
+    parsed, value = _parse_leaf_text(text)
+    return value if parsed else text
+
+
+def decode_text(text: str) -> Any:
+    """:func:`decode_leaf` for a value already decoded from UTF-8 (v2 answers in text)."""
     parsed, value = _parse_leaf_text(text)
     return value if parsed else text
 
@@ -197,39 +224,88 @@ def flatten(node: Node, key: str) -> list[tuple[str, bytes]]:
     return out
 
 
-class _Trie:
-    __slots__ = ("value", "children")
+#: Key under which a nested directory (see :func:`nest`) keeps its own stored
+#: value, if it has one; ``None`` can never be a key segment.
+VALUE = None
 
-    def __init__(self) -> None:
-        self.value: bytes | None = None
-        self.children: dict[str, _Trie] = {}
+#: A nested node: a leaf's stored bytes, or a directory ``{segment: Nested}``.
+Nested: TypeAlias = "bytes | dict[Any, Nested]"
 
 
-def decode(items: Iterable[tuple[str, bytes]]) -> Any:
-    """Rebuild the Python value from stored pairs.
+def nest(pairs: Iterable[Sequence[Any]], base: str) -> Nested:
+    """Group stored pairs by key segment into nested dicts.
 
-    :param items: ``(relative key, value)`` pairs: ``''`` is the node itself,
-        ``'a/b'`` a key two levels below it.  Order does not matter.
-    :returns: the value (see the module docstring for the rules); ``{}`` when
-        ``items`` is empty.
+    :param pairs: ``(key, value, ...)`` sequences (a ``KeyValue`` works as it is):
+        ``base`` itself or keys below ``base + '/'``, in any order.
+    :param base: the key the subtree was read at (``''`` for the whole keyspace).
+    :returns: the stored bytes when only ``base`` itself is a leaf; else a
+        directory ``{segment: bytes | {...}}``.  A key that is a leaf *and* has keys
+        below it becomes a directory, its own value kept under :data:`VALUE`.
     """
-    root = _Trie()
-    for rel, raw in items:
-        node = root
-        if rel:
-            for segment in rel.split(SEP):
-                child = node.children.get(segment)
-                if child is None:
-                    child = node.children[segment] = _Trie()
-                node = child
-        node.value = raw
-    return _build(root)
+    root: dict[Any, Any] = {}
+    start = len(base) + 1
+    directories: dict[str, dict[Any, Any]] = {"": root}  # relative key -> directory
+
+    def directory(rel: str) -> dict[Any, Any]:  # once per directory, from its parent
+        above, _, name = rel.rpartition(SEP)
+        parent = directories.get(above)
+        if parent is None:
+            parent = directory(above)
+        node = parent.get(name)
+        if node is None or node.__class__ is bytes:
+            node = parent[name] = {} if node is None else {VALUE: node}
+        directories[rel] = node
+        return node
+
+    for pair in pairs:
+        key, raw = pair[0], pair[1]
+        if key == base:
+            root[VALUE] = raw
+            continue
+        above, _, name = key[start:].rpartition(SEP)
+        node = directories.get(above)
+        if node is None:
+            node = directory(above)
+        existing = node.get(name)
+        if existing is None:
+            node[name] = raw
+        else:  # already a directory (keys arrived unsorted): its own value
+            existing[VALUE] = raw
+    if len(root) == 1 and VALUE in root:
+        return bytes(root[VALUE])
+    return root
 
 
-def _build(node: _Trie) -> Any:
-    children = node.children
-    if not children:
-        return decode_leaf(node.value) if node.value is not None else {}
-    if all(is_position(name) for name in children):
-        return [_build(children[name]) for name in sorted(children)]
-    return {unescape_name(name): _build(child) for name, child in children.items()}
+def build(node: Nested) -> Any:
+    """The Python value of a nested node (see :func:`nest` and the module docstring).
+
+    A directory's own value is ignored (the directory wins).
+    """
+    if node.__class__ is bytes:
+        return decode_leaf(node)  # type: ignore[arg-type]
+    assert isinstance(node, dict)
+    node.pop(VALUE, None)
+    return assemble(
+        {
+            name: decode_leaf(child) if child.__class__ is bytes else build(child)
+            for name, child in node.items()
+        }
+    )
+
+
+def assemble(children: dict[str, Any]) -> list[Any] | dict[str, Any]:
+    """The value of a directory from its children's values, by key segment: a list
+    (in key order) when every segment is a list position, else a dict with the
+    segments unescaped; ``{}`` when there are no children."""
+    if children and is_position(next(iter(children))) and all(map(is_position, children)):
+        return [children[name] for name in sorted(children)]
+    return {unescape_name(name): value for name, value in children.items()}
+
+
+def decode(pairs: Iterable[Sequence[Any]], base: str = "") -> Any:
+    """Rebuild the Python value stored at ``base`` from its ``(key, value)`` pairs.
+
+    :param pairs: absolute keys, ``base`` itself or below ``base + '/'``, any order.
+    :returns: the value; ``{}`` when ``pairs`` is empty.
+    """
+    return build(nest(pairs, base))

@@ -8,9 +8,9 @@ from typing import Any
 
 from . import codec
 from .backends import Backend, open_backend
-from .backends.base import Snapshot
+from .backends.base import ABSENT
 from .errors import EtcdInvalidTree, EtcdKeyNotFound
-from .paths import ancestor_keys, join_key, normalize_prefix, relative_key, split_path
+from .paths import ancestor_keys, join_key, normalize_prefix, split_path
 from .settings import EtcdSettings, load_settings
 
 _MISSING: Any = object()
@@ -221,17 +221,12 @@ class EtcdMiddleware(MutableMapping[str, Any]):
         :param default: returned as the value when nothing is stored at ``path``;
             without it that raises :class:`EtcdKeyNotFound`.
         """
-        key = self.key(path)
-        snapshot = self.backend.read(key)
-        if not snapshot.items:
+        value, revision = self.backend.read_tree(self.key(path))
+        if value is ABSENT:
             if default is _MISSING:
                 raise EtcdKeyNotFound(f"nothing stored at {path!r}", key=path)
-            return default, snapshot.revision
-        return _decode(key, snapshot), snapshot.revision
-
-
-def _decode(key: str, snapshot: Snapshot) -> Any:
-    return codec.decode((relative_key(key, kv.key), kv.value) for kv in snapshot.items)
+            return default, revision
+        return value, revision
 
 
 def _uri_fields(uri: str | None) -> dict[str, Any]:

@@ -82,16 +82,3 @@ def range_end(prefix: bytes) -> bytes:
     if not stripped:
         return b"\x00"
     return stripped[:-1] + bytes([stripped[-1] + 1])
-
-
-def relative_key(base: str, key: str) -> str:
-    """``key`` relative to ``base`` without the leading separator (``''`` for ``base``).
-
-    :raises ValueError: if ``key`` is neither ``base`` nor below it.
-    """
-    if key == base:
-        return ""
-    stem = base + SEP
-    if not key.startswith(stem):
-        raise ValueError(f"{key!r} is not below {base!r}")
-    return key[len(stem) :]

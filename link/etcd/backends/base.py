@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 from ..codec import Node
 from ..errors import EtcdInvalidTree
@@ -41,13 +41,23 @@ def check_leaf_sizes(leaves: Iterable[tuple[str, bytes]], max_request_bytes: int
             )
 
 
-@dataclass(frozen=True, slots=True)
-class KeyValue:
+class KeyValue(NamedTuple):
     """One stored key.  ``value`` is ``b''`` when read with ``keys_only``."""
 
     key: str
     value: bytes
     mod_revision: int
+
+
+class _Absent:
+    """The type of :data:`ABSENT`."""
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+#: What :meth:`Backend.read_tree` returns as the value when nothing is stored.
+ABSENT: Final = _Absent()
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +89,11 @@ class Backend(Protocol):
 
     def read(self, key: str, *, keys_only: bool = False) -> Snapshot:
         """The leaf at ``key`` and every key below ``key + '/'`` (v3: one txn of two ranges)."""
+        ...
+
+    def read_tree(self, key: str) -> tuple[Any, int]:
+        """``(value, revision)``: the Python value stored at ``key`` (decoded by
+        :mod:`link.etcd.codec`), :data:`ABSENT` when nothing is, in one request."""
         ...
 
     def exists(self, key: str) -> bool:

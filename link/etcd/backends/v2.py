@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -24,6 +23,7 @@ import urllib3
 
 import etcd
 
+from .. import codec
 from ..codec import EMPTY_DICT, Node, flatten
 from ..errors import (
     EtcdAuthError,
@@ -35,7 +35,8 @@ from ..errors import (
 )
 from ..paths import SEP
 from ..settings import EtcdSettings
-from .base import Event, KeyValue, Snapshot, check_leaf_sizes
+from .base import ABSENT, Event, KeyValue, Snapshot, check_leaf_sizes
+from .v2_pipeline import Pipeline, PipelineError, Request
 
 _PUT_ACTIONS = frozenset({"set", "create", "update", "compareAndSwap"})
 #: Seconds a watch long-poll waits before it checks whether it was cancelled.
@@ -66,7 +67,7 @@ class V2Backend:
         self.settings = settings
         self.endpoints: tuple[str, ...] = tuple(settings.urls)
         self._client: etcd.Client | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._writer: Pipeline | None = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -82,6 +83,8 @@ class V2Backend:
             if self.settings.username:
                 raise EtcdPermissionDenied(f"permission denied: {exc}", **where) from exc
             raise EtcdAuthError(f"authentication required: {exc}", **where) from exc
+        except PipelineError as exc:
+            raise EtcdConnectionFailed(f"no etcd endpoint answered: {exc}", **where) from exc
         except etcd.EtcdConnectionFailed as exc:
             cause = getattr(exc, "cause", None)
             error = (
@@ -171,6 +174,14 @@ class V2Backend:
                 items.append(KeyValue(_unhide(current["key"]), value, current["modifiedIndex"]))
         return Snapshot(index, items)
 
+    def read_tree(self, key: str) -> tuple[Any, int]:
+        """``(value, index)`` from one recursive, sorted ``GET``, decoded straight from
+        v2's own nested answer; :data:`ABSENT` when nothing is stored."""
+        index, node = self._get(key, recursive="true", sorted="true")
+        if node is None or (node.get("dir") and not node.get("nodes") and not key):
+            return ABSENT, index
+        return _value(node), index
+
     def exists(self, key: str) -> bool:
         """One ``GET`` of the key (not recursive)."""
         return self._get(key)[1] is not None
@@ -180,7 +191,7 @@ class V2Backend:
         node = self._get(key, sorted="true")[1]
         if node is None or not node.get("dir"):
             return []
-        return [_unhide(child["key"]).rsplit(SEP, 1)[-1] for child in node.get("nodes") or ()]
+        return [_name(child["key"]) for child in node.get("nodes") or ()]
 
     # -- writes ------------------------------------------------------------
 
@@ -189,60 +200,76 @@ class V2Backend:
         module docstring).
 
         A leaf over a leaf is one ``PUT`` (readers see the old or the new value).
-        Otherwise: one recursive ``DELETE``, then one ``PUT`` per dict leaf and one
-        ``POST`` per list item.  Only when an ancestor is a leaf: one ``DELETE`` per
-        ancestor, then the write again.
+        A directory or list: one recursive ``DELETE``, then one ``PUT`` per dict leaf
+        and one ``POST`` per list item, up to ``per_host_pool_size`` in flight.  Only
+        when an ancestor is a leaf: one ``DELETE`` per ancestor first.
 
-        :raises EtcdPartialWrite: when some leaves were written and others failed.
+        :raises EtcdPartialWrite: when some writes failed after others were applied.
         """
         check_leaf_sizes(flatten(node, key), self.settings.max_request_bytes)
-        jobs = list(_plan(key, node))
-        first, rest = jobs[0], jobs[1:]
-        if not isinstance(node, bytes):
-            self._delete_tree(key)
-        try:
-            with self._translate(key):
-                first(self.client)
-        except EtcdError as exc:
-            if isinstance(exc.__cause__, etcd.EtcdNotDir):  # an ancestor is a leaf
-                self._delete_leaf_ancestors(ancestors)
-            elif isinstance(exc.__cause__, etcd.EtcdNotFile):  # a leaf over a directory
-                self._delete_tree(key)
-            else:
-                raise
-            with self._translate(key):
-                first(self.client)
-        self._run(key, rest, len(jobs))
-
-    def _run(self, key: str, jobs: list[Callable[[etcd.Client], None]], total: int) -> None:
-        if not jobs:
-            return
         client = self.client
-        pool = self._executor()
-        futures: list[Future[None]] = [pool.submit(job, client) for job in jobs]
-        failures = [f.exception() for f in futures if f.exception() is not None]
-        if failures:
-            applied = total - len(failures)
+        with self._translate(key):
+            if isinstance(node, bytes):
+                self._put_leaf(key, node, ancestors)
+                return
+            try:
+                client.delete(_quote(key), recursive=True)
+            except etcd.EtcdKeyNotFound:
+                pass
+            except etcd.EtcdNotDir:  # an ancestor is a leaf
+                self._delete_leaf_ancestors(ancestors)
+        self._write_tree(key, node)
+
+    def _write_tree(self, key: str, node: Node) -> None:
+        """Write a container ``node`` into the (empty) ``key``, pipelined.
+
+        In rounds: a round sends every known leaf (``PUT``) and every list's items
+        (``POST``, a list's items in order on one connection), spread over
+        ``per_host_pool_size`` connections; the in-order directories created for
+        container items give the next round's work.  Rounds = nesting depth of
+        lists holding containers.
+        """
+        total = _request_count(node)
+        applied = 0
+        pending: list[tuple[str, Node]] = [(key, node)]
+        while pending:
+            batches, followups = _round(pending, self.settings.per_host_pool_size)
             try:
                 with self._translate(key):
-                    raise failures[0]  # type: ignore[misc]
+                    answers = self._pipeline().run(batches)
             except EtcdError as exc:
                 raise EtcdPartialWrite(
-                    f"write of {key!r} stopped: {len(failures)} of {total} writes failed, "
+                    f"write of {key!r} stopped after at least {applied} of {total} requests; "
                     f"the subtree is incomplete: {exc}",
                     applied=applied,
                     total=total,
                     endpoints=self.endpoints,
                     key=key,
                 ) from exc
+            pending = [
+                (_unhide(answer["node"]["key"]), item)
+                for batch_items, batch_answers in zip(followups, answers, strict=True)
+                for item, answer in zip(batch_items, batch_answers, strict=True)
+                if item is not None
+            ]
+            applied += sum(len(batch) for batch in batches)
 
-    def _executor(self) -> ThreadPoolExecutor:
+    def _pipeline(self) -> Pipeline:
         with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(
-                    max_workers=self.settings.per_host_pool_size, thread_name_prefix="link.etcd.v2"
-                )
-            return self._pool
+            if self._writer is None:
+                self._writer = Pipeline(self.settings)
+            return self._writer
+
+    def _put_leaf(self, key: str, value: bytes, ancestors: Sequence[str]) -> None:
+        client = self.client
+        try:
+            client.write(_quote(key), value.decode("utf-8"))
+            return
+        except etcd.EtcdNotDir:  # an ancestor is a leaf
+            self._delete_leaf_ancestors(ancestors)
+        except etcd.EtcdNotFile:  # a leaf over a directory
+            self._delete_tree(key)
+        client.write(_quote(key), value.decode("utf-8"))
 
     def _delete_tree(self, key: str) -> bool:
         client = self.client
@@ -290,45 +317,71 @@ class V2Backend:
     def close(self) -> None:
         """Stop the writer pool and close pooled connections."""
         with self._lock:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-                self._pool = None
+            self._writer = None
             if self._client is not None:
                 self._client.http.clear()
                 self._client = None
 
 
-def _plan(key: str, node: Node) -> Iterator[Callable[[etcd.Client], None]]:
-    """Independent write jobs for ``node`` at ``key``: one per dict leaf, one per list."""
+def _value(node: dict[str, Any]) -> Any:
+    """The Python value of a v2 JSON node, decoded in one pass over v2's own nesting
+    by the codec's rules (an empty directory is ``{}``, as on v3)."""
+    if not node.get("dir"):
+        return codec.decode_text(node.get("value", ""))
+    return codec.assemble(
+        {_name(child["key"]): _value(child) for child in node.get("nodes") or ()}
+    )
+
+
+def _name(key: str) -> str:
+    """The last segment of a key the server returned, ``%5F`` turned back into ``_``."""
+    name = key.rpartition(SEP)[2]
+    return "_" + name[3:] if name.startswith("%5F") else name
+
+
+def _request_count(node: Node) -> int:
+    """Requests a pipelined write of ``node`` sends: one per dict leaf and list item."""
     if isinstance(node, bytes):
-        yield _put_job(key, node)
-    elif isinstance(node, dict):
-        for name, child in node.items():
-            yield from _plan(f"{key}{SEP}{name}", child)
-    else:
-        yield _append_job(key, node)
+        return 1
+    if isinstance(node, dict):
+        return sum(_request_count(child) for child in node.values())
+    return sum(1 if isinstance(item, bytes) else 1 + _request_count(item) for item in node)
 
 
-def _put_job(key: str, value: bytes) -> Callable[[etcd.Client], None]:
-    def job(client: etcd.Client) -> None:
-        client.write(_quote(key), value.decode("utf-8"))
+def _round(
+    pending: Sequence[tuple[str, Node]], connections: int
+) -> tuple[list[list[Request]], list[list[Node | None]]]:
+    """One round of requests for ``pending`` (key, node) pairs, in batches (one per
+    connection), and per request the container it creates (``None`` for a leaf)."""
+    units: list[list[tuple[Request, Node | None]]] = []
 
-    return job
+    def collect(key: str, node: Node) -> None:
+        if isinstance(node, bytes):
+            units.append([(Request("PUT", _quote(key), node.decode("utf-8")), None)])
+        elif isinstance(node, dict):
+            for name, child in node.items():
+                collect(f"{key}{SEP}{name}", child)
+        else:  # a list: its appends stay together, in order
+            path = _quote(key)
+            units.append(
+                [
+                    (Request("POST", path, item.decode("utf-8")), None)
+                    if isinstance(item, bytes)
+                    else (Request("POST", path, None), item)
+                    for item in node
+                ]
+            )
 
-
-def _append_job(key: str, items: list[Node]) -> Callable[[etcd.Client], None]:
-    """Append ``items`` in order under ``key``; containers become in-order directories."""
-
-    def job(client: etcd.Client) -> None:
-        for item in items:
-            if isinstance(item, bytes):
-                client.write(_quote(key), item.decode("utf-8"), append=True)
-                continue
-            created = _unhide(client.write(_quote(key), None, dir=True, append=True).key)
-            for sub in _plan(created, item):
-                sub(client)
-
-    return job
+    for key, node in pending:
+        collect(key, node)
+    count = max(1, min(connections, len(units)))
+    batches: list[list[Request]] = [[] for _ in range(count)]
+    followups: list[list[Node | None]] = [[] for _ in range(count)]
+    for unit in sorted(units, key=len, reverse=True):  # largest first, to the lightest
+        index = min(range(count), key=lambda i: len(batches[i]))
+        batches[index].extend(request for request, _ in unit)
+        followups[index].extend(item for _, item in unit)
+    return batches, followups
 
 
 class V2Watch:

@@ -14,6 +14,7 @@ transaction the replace is atomic.
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import json
 import random
@@ -28,6 +29,7 @@ import requests
 from etcd3gw.client import Etcd3Client
 from requests.adapters import HTTPAdapter
 
+from .. import codec
 from ..codec import Node, flatten
 from ..errors import (
     EtcdAuthError,
@@ -43,6 +45,7 @@ from ..errors import (
 from ..paths import SEP, range_end
 from ..settings import EtcdSettings
 from .base import (
+    ABSENT,
     OP_OVERHEAD_BYTES,
     REQUEST_OVERHEAD_BYTES,
     Event,
@@ -66,8 +69,7 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _unb64(text: str) -> bytes:
-    return base64.b64decode(text)
+_unb64 = binascii.a2b_base64  # base64.b64decode without its Python-level checks
 
 
 def _range_op(key: bytes, end: bytes | None = None, **options: Any) -> dict[str, Any]:
@@ -99,11 +101,15 @@ def _unchanged_since(revision: int, key: bytes, end: bytes | None = None) -> dic
 
 
 def _key_values(response_range: dict[str, Any]) -> list[KeyValue]:
+    new = tuple.__new__  # KeyValue(...) without its Python-level __new__: the read hot path
     return [
-        KeyValue(
-            _unb64(kv["key"]).decode("utf-8", "surrogateescape"),
-            _unb64(kv.get("value", "")),
-            int(kv.get("mod_revision", 0)),
+        new(
+            KeyValue,
+            (
+                _unb64(kv["key"]).decode("utf-8", "surrogateescape"),
+                _unb64(kv.get("value", "")),
+                int(kv.get("mod_revision", 0)),
+            ),
         )
         for kv in response_range.get("kvs", ())
     ]
@@ -280,6 +286,13 @@ class V3Backend:
         """
         options: dict[str, Any] = {"keys_only": True} if keys_only else {}
         return self._read_subtree(key, [key] if key else [], options)
+
+    def read_tree(self, key: str) -> tuple[Any, int]:
+        """``(value, revision)`` from one :meth:`read`; :data:`ABSENT` when nothing is stored."""
+        snapshot = self.read(key)
+        if not snapshot.items:
+            return ABSENT, snapshot.revision
+        return codec.decode(snapshot.items, key), snapshot.revision
 
     def _read_subtree(self, key: str, singles: Sequence[str], options: dict[str, Any]) -> Snapshot:
         """One txn: a range per key of ``singles``, then the prefix ``key + '/'``,
