@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import random
@@ -110,6 +111,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.apis = [api for api in (API_V3, API_V2) if api in args.apis.split(",")]
     if not args.apis:
         parser.error("--apis must name v3, v2 or both")
+    if args.docs and importlib.util.find_spec("matplotlib") is None:
+        parser.error("the docs need a plot: pip install matplotlib (or pass --no-docs)")
+    if args.profile and not args.report_only:
+        from .profile import py_spy
+
+        if py_spy() is None:
+            parser.error("--profile needs py-spy: pip install py-spy")
     return args
 
 
@@ -167,6 +175,7 @@ def measure(args: argparse.Namespace, command: str) -> dict[str, Any]:
                 profile = profile_targets(server.endpoint, args.profile_leaves)
         finally:
             clients.close()
+    machine["link_digest_after"] = report.link_digest()
     index = analysis.Index(measurements)
     return {
         "command": command,
@@ -189,6 +198,12 @@ def measure(args: argparse.Namespace, command: str) -> dict[str, Any]:
 def render(results: dict[str, Any], docs: bool) -> str:
     """Markdown for ``results``; with ``docs``, also write the plot and docs/performance.md."""
     index = analysis.Index(Measurement.from_json(m) for m in results["measurements"])
+    # Recomputed rather than read back: JSON turned their int size keys into strings.
+    results = {
+        **results,
+        "ratios": analysis.ratio_rows(index),
+        "linearity": analysis.linearity(index),
+    }
     png = report.plot(index, PNG, results["repeat"]) if docs else None
     text = report.markdown_report(results, index, os.path.basename(png) if png else None)
     if docs:

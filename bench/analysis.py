@@ -27,7 +27,7 @@ MEMORY_LIMIT = 1024
 #: Sizes between which growth should be linear.
 LINEAR_FROM, LINEAR_TO = 1_000, 100_000
 #: Log-log slope counted as linear.
-LINEAR_SLOPE = (0.85, 1.15)
+LINEAR_SLOPE = (0.95, 1.05)  # over two decades: per-leaf cost within ×0.8-×1.26
 
 
 @dataclass(frozen=True)
@@ -157,12 +157,16 @@ def linearity(index: Index) -> list[dict[str, Any]]:
             if LINEAR_FROM <= leaves <= LINEAR_TO:
                 points.append((float(leaves), median))
         slope = _slope(points) if len(points) >= 2 else None
+        growth = ""
+        if len(points) >= 2:
+            (x0, y0), (x1, y1) = points[0], points[-1]
+            growth = f": per-leaf cost ×{(y1 / x1) / (y0 / x0):.2f} from {x0:,.0f} to {x1:,.0f}"
         if slope is None:
             verdict = "not enough sizes"
         elif slope < LINEAR_SLOPE[0]:
-            verdict = "sub-linear (fixed costs still matter at 1,000)"
+            verdict = f"sub-linear (fixed costs still matter at {LINEAR_FROM:,}){growth}"
         elif slope > LINEAR_SLOPE[1]:
-            verdict = "super-linear"
+            verdict = f"super-linear{growth}"
         else:
             verdict = "linear"
         rows.append({"label": label, "us_per_leaf": per_leaf, "slope": slope, "verdict": verdict})

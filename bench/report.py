@@ -293,6 +293,7 @@ def machine_info(etcd_binary: str) -> dict[str, Any]:
         "link.etcd": _version("link.etcd"),
         "git_commit": git("rev-parse", "--short", "HEAD"),
         "git_dirty": bool(git("status", "--porcelain", "--", "link")),
+        "link_digest": link_digest(),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
@@ -300,6 +301,9 @@ def machine_info(etcd_binary: str) -> dict[str, Any]:
 def _machine_line(m: dict[str, Any]) -> str:
     memory = f"{m['memory_bytes'] / 2**30:.0f} GiB RAM, " if m.get("memory_bytes") else ""
     dirty = " with uncommitted changes under link/" if m.get("git_dirty") else ""
+    if m.get("link_digest_after") and m["link_digest_after"] != m.get("link_digest"):
+        dirty += " (**link/ changed during the run**: the subprocesses of the memory and "
+        dirty += "profile sections may have run newer code)"
     return (
         f"{m['cpu']}, {m['cores']} cores, {memory}{m['os']}; Python {m['python']}, "
         f"etcd {m['etcd']} (single member on loopback), etcd3gw {m['etcd3gw']}, "
@@ -399,22 +403,42 @@ def _goal_lines(ratios: list[dict[str, Any]], memory: list[dict[str, Any]]) -> l
 
 
 def _linearity_lines(linear: list[dict[str, Any]]) -> list[str]:
-    out = []
     lo, hi = LINEAR_SLOPE
+    out = []
     for row in linear:
-        if row["slope"] is None:
-            continue
         per_leaf = row["us_per_leaf"]
-        first, last = min(per_leaf), max(per_leaf)
-        out.append(
-            f"- {row['label']}: slope {row['slope']:.2f}, {per_leaf[first]:,.1f} → "
-            f"{per_leaf[last]:,.1f} µs/leaf ({row['verdict']})"
-        )
-    return [
-        f"Slope of log(time) against log(leaves) between {_n(LINEAR_FROM)} and {_n(LINEAR_TO)} "
-        f"leaves (1.00 is linear; {lo}-{hi} is counted as linear)" + (":" if out else "."),
-        *([""] + out if out else []),
-    ]
+        if row["slope"] is None or not row["label"].startswith(cn.LINK):
+            continue
+        span = ""
+        if LINEAR_FROM in per_leaf and LINEAR_TO in per_leaf:
+            span = (
+                f", {per_leaf[LINEAR_FROM]:,.1f} µs/leaf at {_n(LINEAR_FROM)} and "
+                f"{per_leaf[LINEAR_TO]:,.1f} at {_n(LINEAR_TO)}"
+            )
+        out.append(f"- {row['label']}: slope {row['slope']:.2f}{span}: {row['verdict']}")
+    intro = (
+        f"Slope of log(time) against log(leaves) between {_n(LINEAR_FROM)} and "
+        f"{_n(LINEAR_TO)} leaves, least squares over the sizes measured (1.00 is linear; "
+        f"{lo}-{hi} is counted as linear)"
+    )
+    return [intro + (". link.etcd:" if out else "."), *([""] + out if out else [])]
+
+
+def link_digest() -> str:
+    """A short hash of the ``link/`` sources, to tell whether they changed during a run."""
+    import hashlib
+
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "link")
+    digest = hashlib.sha256()
+    for folder, dirs, files in sorted(os.walk(root)):
+        dirs.sort()
+        for name in sorted(files):
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                digest.update(os.path.relpath(path, root).encode())
+                with open(path, "rb") as handle:
+                    digest.update(handle.read())
+    return digest.hexdigest()[:12]
 
 
 def markdown_report(results: dict[str, Any], index: Index, png_name: str | None) -> str:
@@ -446,7 +470,13 @@ def markdown_report(results: dict[str, Any], index: Index, png_name: str | None)
         "",
     ]
     if png_name:
-        parts += [f"![time against leaves, log-log, one line per contender]({png_name})", ""]
+        parts += [
+            f"![time against leaves, log-log, one line per contender]({png_name})",
+            "",
+            "Log-log; dashed: the floor, dotted: link.etcd replacing a tree of the same shape; "
+            "hollow markers: a single run.",
+            "",
+        ]
     parts += [
         f"Median wall time of one operation ({repeat} repetitions; `(n=k)` marks contenders "
         f"cut to k runs by the {results['budget']:.0f} s budget per contender and size):",

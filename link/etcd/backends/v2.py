@@ -2,14 +2,14 @@
 
 v2 has real directories and in-order keys but no multi-key transactions, so a
 tree write here is *not* atomic: :meth:`V2Backend.replace` deletes the old
-subtree (one recursive ``DELETE``) and then writes every leaf, in parallel over
-the connection pool (``per_host_pool_size`` requests in flight).  The items of a
-list are appended in order (``POST``: etcd's in-order keys) by one worker, so
-list order is kept.  A reader may observe the subtree missing or partly
-written while a replace runs.  A subtree is read with one recursive, sorted
-``GET``.
+subtree (one recursive ``DELETE``) and then writes every leaf (``PUT``) and
+appends every list item (``POST``: etcd's in-order keys), pipelined over
+``per_host_pool_size`` kept-alive connections by :mod:`.v2_pipeline`; the items
+of one list travel in order on one connection, so list order is kept.  A reader
+may observe the subtree missing or partly written while a replace runs.  A
+subtree is read with one recursive, sorted ``GET`` and decoded straight from
+v2's nested answer.  Reads, deletes and watches use python-etcd.
 """
-
 from __future__ import annotations
 
 import json
