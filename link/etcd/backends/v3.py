@@ -22,6 +22,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -56,6 +57,8 @@ from .base import (
 
 #: Keys per range response page when reading very large subtrees.
 PAGE_SIZE = 20_000
+#: Transactions of one large (non-atomic) write sent at the same time.
+TXNS_IN_FLIGHT = 4
 #: Write attempts (initial + retries) when a compare keeps failing.
 WRITE_ATTEMPTS = 6
 
@@ -164,6 +167,7 @@ class V3Backend:
         self._members = [_Endpoint(url, settings) for url in self.endpoints]
         self._current = 0
         self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
         return f"V3Backend(endpoints={self.endpoints!r})"
@@ -418,13 +422,17 @@ class V3Backend:
     def _apply_batches(
         self, key: str, batches: list[list[tuple[str, dict[str, Any], int]]], revision: int
     ) -> bool:
-        """Send the txns in key order; each compares only the keys it covers.
+        """Send the txns, up to :data:`TXNS_IN_FLIGHT` at once; each compares only the
+        keys it covers, so they are independent of each other.
 
         Keys inside the subtree are compared as one range from the batch's first to
         its last key; keys outside it (the subtree's own key, ancestors) one by one.
+
+        :returns: False when a compare failed (the caller starts again).
         """
         inside = key + SEP
-        for done, batch in enumerate(batches):
+
+        def send(batch: list[tuple[str, dict[str, Any], int]]) -> bool:
             compares = [
                 _unchanged_since(revision, k.encode())
                 for k, _, _ in batch
@@ -435,22 +443,36 @@ class V3Backend:
                 compares.append(
                     _unchanged_since(revision, span[0].encode(), span[-1].encode() + b"\x00")
                 )
+            return bool(self._txn(compares, [op for _, op, _ in batch], key).get("succeeded"))
+
+        futures = [self._executor().submit(send, batch) for batch in batches]
+        applied, conflict, error = 0, False, None
+        for future in futures:
             try:
-                response = self._txn(compares, [op for _, op, _ in batch], key)
+                if future.result():
+                    applied += 1
+                else:
+                    conflict = True
             except EtcdError as exc:
-                if done == 0:
-                    raise
-                raise EtcdPartialWrite(
-                    f"write of {key!r} stopped after {done} of {len(batches)} txns; "
-                    f"the subtree holds a mix of old and new keys: {exc}",
-                    applied=done,
-                    total=len(batches),
-                    endpoints=exc.endpoints or self.endpoints,
-                    key=key,
-                ) from exc
-            if not response.get("succeeded"):
-                return False
-        return True
+                error = error or exc
+        if error is not None:
+            if applied == 0:
+                raise error
+            raise EtcdPartialWrite(
+                f"write of {key!r} stopped after {applied} of {len(batches)} txns; "
+                f"the subtree holds a mix of old and new keys: {error}",
+                applied=applied,
+                total=len(batches),
+                endpoints=error.endpoints or self.endpoints,
+                key=key,
+            ) from error
+        return not conflict
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(TXNS_IN_FLIGHT, thread_name_prefix="link.etcd.v3")
+            return self._pool
 
     def delete(self, key: str) -> int:
         """Delete ``key`` and everything below it in one ``txn`` of two ``delete_range``."""
@@ -472,7 +494,11 @@ class V3Backend:
         return V3Watch(self, key, start_revision)
 
     def close(self) -> None:
-        """Close every endpoint's HTTP session."""
+        """Close every endpoint's HTTP session and the txn sender threads."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
         for member in self._members:
             member.client.session.close()
 
