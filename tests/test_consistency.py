@@ -70,3 +70,24 @@ def test_rewriting_the_same_tree_sends_no_put(v3: EtcdMiddleware, etcd_server: A
     v3["/same"] = _tree(3)
     after = v3.backend.read(v3.key("/same"))
     assert [kv.mod_revision for kv in before.items] == [kv.mod_revision for kv in after.items]
+
+
+def test_concurrent_large_writers_end_with_one_whole_tree(v3: EtcdMiddleware) -> None:
+    """Writes of several txns are not atomic, but the result is one writer's tree."""
+    trees = [{f"k{i:04d}": f"{w}-{i}" for i in range(600)} for w in ("a", "b")]
+    errors: list[BaseException] = []
+
+    def writer(tree: dict[str, Any]) -> None:
+        try:
+            for _ in range(3):
+                v3["/big"] = tree
+        except BaseException as exc:  # noqa: BLE001 - collected for the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in trees]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert v3["/big"] in trees

@@ -402,7 +402,22 @@ class V3Backend:
             compares.append(_unchanged_since(revision, prefix, range_end(prefix)))
             response = self._txn(compares, [op for _, op, _ in ops], key)
             return bool(response.get("succeeded"))
-        return self._apply_batches(key, batches, revision)
+        written = self._apply_batches(key, batches, revision)
+        return written is not None and self._verify(key, leaves, revision, written)
+
+    def _verify(self, key: str, leaves: dict[str, bytes], revision: int, written: set[int]) -> bool:
+        """After a write of several txns: one ``keys_only`` read shows exactly our keys,
+        each last changed by one of our txns or left as it was at ``revision``
+        (where it already held our value).  Anything else means another writer got
+        in between: the write starts again, so the last writer to verify leaves its
+        whole tree, never a mix of two."""
+        snapshot = self.read(key, keys_only=True)
+        if len(snapshot.items) != len(leaves):
+            return False
+        return all(
+            kv.key in leaves and (kv.mod_revision <= revision or kv.mod_revision in written)
+            for kv in snapshot.items
+        )
 
     def _batches(
         self, ops: list[tuple[str, dict[str, Any], int]]
@@ -421,18 +436,19 @@ class V3Backend:
 
     def _apply_batches(
         self, key: str, batches: list[list[tuple[str, dict[str, Any], int]]], revision: int
-    ) -> bool:
+    ) -> set[int] | None:
         """Send the txns, up to :data:`TXNS_IN_FLIGHT` at once; each compares only the
         keys it covers, so they are independent of each other.
 
         Keys inside the subtree are compared as one range from the batch's first to
         its last key; keys outside it (the subtree's own key, ancestors) one by one.
 
-        :returns: False when a compare failed (the caller starts again).
+        :returns: the revisions of the txns, or None when a compare failed (the
+            caller starts again).
         """
         inside = key + SEP
 
-        def send(batch: list[tuple[str, dict[str, Any], int]]) -> bool:
+        def send(batch: list[tuple[str, dict[str, Any], int]]) -> int | None:
             compares = [
                 _unchanged_since(revision, k.encode())
                 for k, _, _ in batch
@@ -443,18 +459,23 @@ class V3Backend:
                 compares.append(
                     _unchanged_since(revision, span[0].encode(), span[-1].encode() + b"\x00")
                 )
-            return bool(self._txn(compares, [op for _, op, _ in batch], key).get("succeeded"))
+            response = self._txn(compares, [op for _, op, _ in batch], key)
+            return int(response["header"]["revision"]) if response.get("succeeded") else None
 
         futures = [self._executor().submit(send, batch) for batch in batches]
+        written: set[int] = set()
         applied, conflict, error = 0, False, None
         for future in futures:
             try:
-                if future.result():
-                    applied += 1
-                else:
-                    conflict = True
+                txn_revision = future.result()
             except EtcdError as exc:
                 error = error or exc
+                continue
+            if txn_revision is None:
+                conflict = True
+            else:
+                applied += 1
+                written.add(txn_revision)
         if error is not None:
             if applied == 0:
                 raise error
@@ -466,7 +487,7 @@ class V3Backend:
                 endpoints=error.endpoints or self.endpoints,
                 key=key,
             ) from error
-        return not conflict
+        return None if conflict else written
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._lock:
