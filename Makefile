@@ -32,7 +32,8 @@ lint: $(STAMP)
 	$(BIN)/mypy link tools setup.py _link_etcd_hook.py
 
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+	$(BIN)/python -m bench --profile
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis .mypy_cache .ruff_cache
