@@ -328,15 +328,19 @@ def _value(node: dict[str, Any]) -> Any:
     by the codec's rules (an empty directory is ``{}``, as on v3)."""
     if not node.get("dir"):
         return codec.decode_text(node.get("value", ""))
+    decode_text = codec.decode_text
     return codec.assemble(
-        {_name(child["key"]): _value(child) for child in node.get("nodes") or ()}
+        {
+            _name(child["key"]): _value(child) if "dir" in child else decode_text(child["value"])
+            for child in node.get("nodes") or ()
+        }
     )
 
 
 def _name(key: str) -> str:
     """The last segment of a key the server returned, ``%5F`` turned back into ``_``."""
-    name = key.rpartition(SEP)[2]
-    return "_" + name[3:] if name.startswith("%5F") else name
+    name = key[key.rindex(SEP) + 1 :]
+    return name if name[:3] != "%5F" else "_" + name[3:]
 
 
 def _request_count(node: Node) -> int:
