@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeAlias
 
 from .errors import EtcdInvalidTree
@@ -209,19 +209,22 @@ def _child(where: str, name: str) -> str:
 
 def flatten(node: Node, key: str) -> list[tuple[str, bytes]]:
     """The ``(key, value)`` pairs that store ``node`` at ``key``, in document order."""
-    out: list[tuple[str, bytes]] = []
+    return list(iter_flatten(node, key))
+
+
+def iter_flatten(node: Node, key: str) -> Iterator[tuple[str, bytes]]:
+    """:func:`flatten`, one pair at a time (no list of every pair held at once)."""
     stack: list[tuple[str, Node]] = [(key, node)]
     while stack:
         at, item = stack.pop()
         if isinstance(item, bytes):
-            out.append((at, item))
+            yield at, item
         elif isinstance(item, dict):
             stack.extend((f"{at}{SEP}{name}", child) for name, child in reversed(item.items()))
         else:
             stack.extend(
                 (f"{at}{SEP}{position(i)}", child) for i, child in reversed(list(enumerate(item)))
             )
-    return out
 
 
 #: Key under which a nested directory (see :func:`nest`) keeps its own stored

@@ -24,7 +24,7 @@ import urllib3
 import etcd
 
 from .. import codec
-from ..codec import EMPTY_DICT, Node, flatten
+from ..codec import EMPTY_DICT, Node, iter_flatten
 from ..errors import (
     EtcdAuthError,
     EtcdConnectionFailed,
@@ -206,7 +206,7 @@ class V2Backend:
 
         :raises EtcdPartialWrite: when some writes failed after others were applied.
         """
-        check_leaf_sizes(flatten(node, key), self.settings.max_request_bytes)
+        check_leaf_sizes(iter_flatten(node, key), self.settings.max_request_bytes)
         client = self.client
         with self._translate(key):
             if isinstance(node, bytes):

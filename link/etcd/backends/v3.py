@@ -31,7 +31,7 @@ from etcd3gw.client import Etcd3Client
 from requests.adapters import HTTPAdapter
 
 from .. import codec
-from ..codec import Node, flatten
+from ..codec import Node, iter_flatten
 from ..errors import (
     EtcdAuthError,
     EtcdCompareFailed,
@@ -82,12 +82,15 @@ def _range_op(key: bytes, end: bytes | None = None, **options: Any) -> dict[str,
     return {"request_range": request}
 
 
-def _put_op(key: str, value: bytes) -> dict[str, Any]:
+#: One change of a write: ``(key, value)`` to put, ``(key, None)`` to delete.
+_Change = tuple[str, bytes | None]
+
+
+def _request_op(key: str, value: bytes | None) -> dict[str, Any]:
+    """The txn operation of one change: a put, or a delete when ``value`` is None."""
+    if value is None:
+        return {"request_delete_range": {"key": _b64(key.encode())}}
     return {"request_put": {"key": _b64(key.encode()), "value": _b64(value)}}
-
-
-def _delete_op(key: str) -> dict[str, Any]:
-    return {"request_delete_range": {"key": _b64(key.encode())}}
 
 
 def _unchanged_since(revision: int, key: bytes, end: bytes | None = None) -> dict[str, Any]:
@@ -358,7 +361,7 @@ class V3Backend:
         :raises EtcdPartialWrite: a write of several txns failed after some were
             applied (the cause is chained).
         """
-        leaves = dict(flatten(node, key))
+        leaves = dict(iter_flatten(node, key))
         check_leaf_sizes(leaves.items(), self.settings.max_request_bytes)
         for attempt in range(WRITE_ATTEMPTS):
             if attempt:
@@ -382,25 +385,25 @@ class V3Backend:
     def _replace_once(self, key: str, leaves: dict[str, bytes], ancestors: Sequence[str]) -> bool:
         snapshot = self._read_for_write(key, ancestors)
         current = {kv.key: kv.value for kv in snapshot.items}
-        ops: list[tuple[str, dict[str, Any], int]] = []
-        for leaf_key, value in leaves.items():
-            if current.get(leaf_key) != value:
-                size = len(leaf_key.encode()) + len(value) + OP_OVERHEAD_BYTES
-                ops.append((leaf_key, _put_op(leaf_key, value), size))
-        for old_key in current:
-            if old_key not in leaves:
-                ops.append((old_key, _delete_op(old_key), len(old_key) + OP_OVERHEAD_BYTES))
-        if not ops:
+        # (key, new value or None to delete); the JSON ops are made per txn, when sent
+        changes: list[_Change] = [
+            (leaf_key, value)
+            for leaf_key, value in leaves.items()
+            if current.get(leaf_key) != value
+        ]
+        changes += [(old_key, None) for old_key in current if old_key not in leaves]
+        del current
+        if not changes:
             return True
-        ops.sort(key=lambda op: op[0])
-        batches = self._batches(ops)
+        changes.sort(key=lambda change: change[0])
+        batches = self._batches(changes)
         revision = snapshot.revision
         if len(batches) == 1:
             prefix = (key + SEP).encode()
             singles = [k for k in (*ancestors, key) if k]
             compares = [_unchanged_since(revision, k.encode()) for k in singles]
             compares.append(_unchanged_since(revision, prefix, range_end(prefix)))
-            response = self._txn(compares, [op for _, op, _ in ops], key)
+            response = self._txn(compares, [_request_op(*change) for change in changes], key)
             return bool(response.get("succeeded"))
         written = self._apply_batches(key, batches, revision)
         return written is not None and self._verify(key, leaves, revision, written)
@@ -419,23 +422,24 @@ class V3Backend:
             for kv in snapshot.items
         )
 
-    def _batches(
-        self, ops: list[tuple[str, dict[str, Any], int]]
-    ) -> list[list[tuple[str, dict[str, Any], int]]]:
+    def _batches(self, changes: list[_Change]) -> list[list[_Change]]:
+        """Consecutive changes in txns of at most ``max_txn_ops`` ops and
+        ``max_request_bytes`` bytes."""
         budget = self._txn_budget()
         limit = self.settings.max_txn_ops
-        batches: list[list[tuple[str, dict[str, Any], int]]] = [[]]
+        batches: list[list[_Change]] = [[]]
         size = 0
-        for op in ops:
-            if batches[-1] and (len(batches[-1]) >= limit or size + op[2] > budget):
+        for change in changes:
+            cost = len(change[0].encode()) + len(change[1] or b"") + OP_OVERHEAD_BYTES
+            if batches[-1] and (len(batches[-1]) >= limit or size + cost > budget):
                 batches.append([])
                 size = 0
-            batches[-1].append(op)
-            size += op[2]
+            batches[-1].append(change)
+            size += cost
         return batches
 
     def _apply_batches(
-        self, key: str, batches: list[list[tuple[str, dict[str, Any], int]]], revision: int
+        self, key: str, batches: list[list[_Change]], revision: int
     ) -> set[int] | None:
         """Send the txns, up to :data:`TXNS_IN_FLIGHT` at once; each compares only the
         keys it covers, so they are independent of each other.
@@ -448,18 +452,16 @@ class V3Backend:
         """
         inside = key + SEP
 
-        def send(batch: list[tuple[str, dict[str, Any], int]]) -> int | None:
+        def send(batch: list[_Change]) -> int | None:
             compares = [
-                _unchanged_since(revision, k.encode())
-                for k, _, _ in batch
-                if not k.startswith(inside)
+                _unchanged_since(revision, k.encode()) for k, _ in batch if not k.startswith(inside)
             ]
-            span = [k for k, _, _ in batch if k.startswith(inside)]
+            span = [k for k, _ in batch if k.startswith(inside)]
             if span:
                 compares.append(
                     _unchanged_since(revision, span[0].encode(), span[-1].encode() + b"\x00")
                 )
-            response = self._txn(compares, [op for _, op, _ in batch], key)
+            response = self._txn(compares, [_request_op(*change) for change in batch], key)
             return int(response["header"]["revision"]) if response.get("succeeded") else None
 
         futures = [self._executor().submit(send, batch) for batch in batches]
@@ -502,7 +504,7 @@ class V3Backend:
             {"request_delete_range": {"key": _b64(prefix), "range_end": _b64(range_end(prefix))}}
         ]
         if key:
-            ops.append(_delete_op(key))
+            ops.append(_request_op(key, None))
         response = self._txn([], ops, key)
         return sum(
             int(r["response_delete_range"].get("deleted", 0)) for r in response.get("responses", ())
