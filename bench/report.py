@@ -446,6 +446,19 @@ def markdown_report(results: dict[str, Any], index: Index, png_name: str | None)
     sizes = index.sizes
     repeat = results["repeat"]
     cpu_leaves = GOAL_LEAVES if GOAL_LEAVES in sizes else sizes[-1]
+    wall = sum(sum(m.times) for m in index.by_key.values())
+    foreign = sum(m.foreign_cpu for m in index.by_key.values())
+    busy_note = (
+        f"Other processes of the machine kept {foreign / wall:.2f} cores busy on average during "
+        "the timed runs"
+        + (
+            ": **the machine was not quiet, absolute times are inflated**."
+            if foreign / wall > 0.2
+            else " (a quiet machine)."
+        )
+        if wall
+        else ""
+    )
     parts = [
         "# Performance",
         "",
@@ -464,7 +477,7 @@ def markdown_report(results: dict[str, Any], index: Index, png_name: str | None)
         f"Machine: {_machine_line(results['machine'])}",
         "",
         f"Reproduce: `{results['command']}` from the repository root (whole run: "
-        f"{_duration(results['total_seconds'])}).",
+        f"{_duration(results['total_seconds'])}). {busy_note}",
         "",
         "## Time against tree size",
         "",

@@ -58,6 +58,8 @@ class Measurement:
     #: ``(repetition, client CPU s, server CPU s)`` per run: this process and its
     #: children (etcdctl), and the etcd process.
     cpu: list[tuple[int, float, float]] = field(default_factory=list)
+    #: CPU seconds that other processes of the machine used during the timed runs.
+    foreign_cpu: float = 0.0
 
     @property
     def label(self) -> str:
@@ -78,6 +80,7 @@ class Measurement:
             "requests": self.requests,
             "setup_seconds": self.setup_seconds,
             "cpu": [{"rep": r, "client": c, "server": e} for r, c, e in self.cpu],
+            "foreign_cpu": self.foreign_cpu,
         }
 
     @classmethod
@@ -92,6 +95,7 @@ class Measurement:
             dict(data["requests"]),
             data.get("setup_seconds", 0.0),
             [(c["rep"], c["client"], c["server"]) for c in data.get("cpu", [])],
+            data.get("foreign_cpu", 0.0),
         )
 
 
@@ -103,6 +107,17 @@ def client_cpu() -> float:
     children (etcdctl, in clock ticks)."""
     t = os.times()
     return time.process_time() + t.children_user + t.children_system
+
+
+def machine_busy() -> float:
+    """CPU seconds all cores of the machine have been busy since boot (``/proc/stat``)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as handle:
+            fields = [int(x) for x in handle.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / _TICK
 
 
 def process_cpu(pid: int | None) -> float:
@@ -182,11 +197,13 @@ def measure_size(
                 state[c.api] = c.needs
             gc.collect()
             before = request_counts(endpoint, c.api) if rep == 0 else None
-            cpu0, server0 = client_cpu(), process_cpu(server_pid)
+            cpu0, server0, busy0 = client_cpu(), process_cpu(server_pid), machine_busy()
             started = time.perf_counter()
             result = c.run()
             seconds = time.perf_counter() - started
-            m.cpu.append((rep, client_cpu() - cpu0, process_cpu(server_pid) - server0))
+            client, server = client_cpu() - cpu0, process_cpu(server_pid) - server0
+            m.cpu.append((rep, client, server))
+            m.foreign_cpu += max(0.0, machine_busy() - busy0 - client - server)
             state[c.api] = c.gives
             if rep == 0:
                 m.requests = difference(request_counts(endpoint, c.api), before)

@@ -71,14 +71,16 @@ class Pipeline:
         self._headers = _headers(settings)
         self._lock = threading.Lock()
 
-    def run(self, batches: Sequence[Sequence[Request]]) -> list[list[dict[str, Any]]]:
+    def run(self, batches: Sequence[Sequence[Request]]) -> list[list[str | None]]:
         """Send each batch on its own connection, all batches at once (threads), the
-        requests of a batch in order; return the decoded JSON answers, per batch.
+        requests of a batch in order; return, per batch and request, the key a
+        directory append created (``None`` for other requests, whose answers are
+        only checked for errors, not decoded).
 
         :raises etcd.EtcdException: the first error answer, as python-etcd raises it.
         :raises PipelineError: a connection broke (or none could be made).
         """
-        results: list[list[dict[str, Any]]] = [[] for _ in batches]
+        results: list[list[str | None]] = [[] for _ in batches]
         errors: list[BaseException] = []
 
         def work(index: int) -> None:
@@ -98,8 +100,8 @@ class Pipeline:
             raise errors[0]
         return results
 
-    def _run_one(self, batch: Sequence[Request]) -> list[dict[str, Any]]:
-        answers: list[dict[str, Any]] = []
+    def _run_one(self, batch: Sequence[Request]) -> list[str | None]:
+        answers: list[str | None] = []
         if not batch:
             return answers
         connection = self._connect()
@@ -110,8 +112,8 @@ class Pipeline:
                 stop, payload = self._window(batch, start)
                 try:
                     connection.sendall(payload)
-                    for _ in range(start, stop):
-                        answers.append(_read_answer(reader))
+                    for index in range(start, stop):
+                        answers.append(_read_answer(reader, batch[index].value is None))
                 except (OSError, ValueError) as exc:
                     raise PipelineError(
                         f"connection to {self.endpoints[self._current]} broke: {exc!r}",
@@ -180,9 +182,11 @@ def _ssl_context(settings: EtcdSettings) -> ssl.SSLContext:
     return context
 
 
-def _read_answer(reader: Any) -> dict[str, Any]:
-    """Read one HTTP/1.1 response (Content-Length or chunked body); decode its JSON.
+def _read_answer(reader: Any, created_key: bool) -> str | None:
+    """Read one HTTP/1.1 response (Content-Length or chunked body).
 
+    :param created_key: decode the JSON body and return ``node.key`` (the key a
+        directory append created); otherwise the body is only read.
     :raises etcd.EtcdException: (python-etcd's class for the errorCode) on an
         error status.
     :raises ValueError: a malformed or truncated response.
@@ -208,11 +212,13 @@ def _read_answer(reader: Any) -> dict[str, Any]:
     body = _read_chunked(reader) if chunked else reader.read(length or 0)
     if length is not None and not chunked and len(body) != length:
         raise ValueError("connection closed in the body")
-    payload = json.loads(body) if body else {}
     if status >= 300:
+        payload = json.loads(body) if body else {}
         payload["status"] = status
         etcd.EtcdError.handle(payload)
-    return payload  # type: ignore[no-any-return]
+    if not created_key:
+        return None
+    return str(json.loads(body)["node"]["key"])
 
 
 def _read_chunked(reader: Any) -> bytes:
