@@ -151,7 +151,7 @@ class V2Backend:
             except (etcd.EtcdKeyNotFound, etcd.EtcdNotDir) as exc:  # NotDir: below a leaf
                 return int((getattr(exc, "payload", None) or {}).get("index", 0) or 0), None
             index = int(response.getheader("x-etcd-index") or 0)
-            return index, json.loads(response.data.decode("utf-8"))["node"]
+            return index, json.loads(response.data)["node"]  # bytes: no decoded copy
 
     # -- reads -------------------------------------------------------------
 
@@ -247,10 +247,10 @@ class V2Backend:
                     key=key,
                 ) from exc
             pending = [
-                (_unhide(answer["node"]["key"]), item)
+                (_unhide(created), item)
                 for batch_items, batch_answers in zip(followups, answers, strict=True)
-                for item, answer in zip(batch_items, batch_answers, strict=True)
-                if item is not None
+                for item, created in zip(batch_items, batch_answers, strict=True)
+                if item is not None and created is not None
             ]
             applied += sum(len(batch) for batch in batches)
 
