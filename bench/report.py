@@ -449,10 +449,12 @@ def markdown_report(results: dict[str, Any], index: Index, png_name: str | None)
     wall = sum(sum(m.times) for m in index.by_key.values())
     foreign = sum(m.foreign_cpu for m in index.by_key.values())
     busy_note = (
-        f"Other processes of the machine kept {foreign / wall:.2f} cores busy on average during "
-        "the timed runs"
+        f"Other processes kept {foreign / wall:.2f} of the machine's cores busy on average "
+        "during the timed runs (from `/proc/stat`, minus this process, its etcdctl children "
+        "and etcd; neighbours invisible to `ps` count too)"
         + (
-            ": **the machine was not quiet, absolute times are inflated**."
+            ": **the machine was not quiet, absolute times are inflated** (the ratios, "
+            "taken between interleaved runs, suffer less)."
             if foreign / wall > 0.2
             else " (a quiet machine)."
         )

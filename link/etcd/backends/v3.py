@@ -60,7 +60,7 @@ PAGE_SIZE = 20_000
 #: Transactions of one large (non-atomic) write sent at the same time.
 TXNS_IN_FLIGHT = 4
 #: Write attempts (initial + retries) when a compare keeps failing.
-WRITE_ATTEMPTS = 6
+WRITE_ATTEMPTS = 10
 
 # gRPC status codes carried in the gateway's error bodies.
 _UNAUTHENTICATED = 16
@@ -365,7 +365,7 @@ class V3Backend:
         check_leaf_sizes(leaves.items(), self.settings.max_request_bytes)
         for attempt in range(WRITE_ATTEMPTS):
             if attempt:
-                time.sleep(random.uniform(0, 0.01 * 2**attempt))
+                time.sleep(random.uniform(0, min(0.5, 0.005 * 2**attempt)))
             if self._replace_once(key, leaves, ancestors):
                 return
         raise EtcdCompareFailed(
