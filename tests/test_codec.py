@@ -126,3 +126,21 @@ def test_only_ascii_digits_make_a_position() -> None:
     arabic_indic = "\u0660" * 20  # str.isdigit() is True, but this is a dict key
     assert not codec.is_position(arabic_indic)
     assert roundtrip({arabic_indic: 1, "x": 2}) == {arabic_indic: 1, "x": 2}
+
+
+def test_gc_paused_restores_the_collector() -> None:
+    import gc
+
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError):
+        with codec.gc_paused():
+            assert not gc.isenabled()
+            raise RuntimeError
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with codec.gc_paused():
+            pass
+        assert not gc.isenabled()  # it was off: left off
+    finally:
+        gc.enable()

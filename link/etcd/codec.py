@@ -25,10 +25,12 @@ The storage format (documented for people in ``docs/storage-format.md``):
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeAlias
 
 from .errors import EtcdInvalidTree
@@ -303,6 +305,21 @@ def assemble(children: dict[str, Any]) -> list[Any] | dict[str, Any]:
     if children and is_position(next(iter(children))) and all(map(is_position, children)):
         return [children[name] for name in sorted(children)]
     return {unescape_name(name): value for name, value in children.items()}
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a large answer is parsed and
+    decoded: those create many objects and no cycles, and collections triggered by
+    the allocations made 100,000-leaf reads super-linear (1.5x slower).  Reference
+    counting still frees memory; the collector is resumed (if it was on) at exit."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def decode(pairs: Iterable[Sequence[Any]], base: str = "") -> Any:

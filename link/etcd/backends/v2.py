@@ -177,10 +177,11 @@ class V2Backend:
     def read_tree(self, key: str) -> tuple[Any, int]:
         """``(value, index)`` from one recursive, sorted ``GET``, decoded straight from
         v2's own nested answer; :data:`ABSENT` when nothing is stored."""
-        index, node = self._get(key, recursive="true", sorted="true")
-        if node is None or (node.get("dir") and not node.get("nodes") and not key):
-            return ABSENT, index
-        return _value(node), index
+        with codec.gc_paused():
+            index, node = self._get(key, recursive="true", sorted="true")
+            if node is None or (node.get("dir") and not node.get("nodes") and not key):
+                return ABSENT, index
+            return _value(node), index
 
     def exists(self, key: str) -> bool:
         """One ``GET`` of the key (not recursive)."""

@@ -296,10 +296,11 @@ class V3Backend:
 
     def read_tree(self, key: str) -> tuple[Any, int]:
         """``(value, revision)`` from one :meth:`read`; :data:`ABSENT` when nothing is stored."""
-        snapshot = self.read(key)
-        if not snapshot.items:
-            return ABSENT, snapshot.revision
-        return codec.decode(snapshot.items, key), snapshot.revision
+        with codec.gc_paused():
+            snapshot = self.read(key)
+            if not snapshot.items:
+                return ABSENT, snapshot.revision
+            return codec.decode(snapshot.items, key), snapshot.revision
 
     def _read_subtree(self, key: str, singles: Sequence[str], options: dict[str, Any]) -> Snapshot:
         """One txn: a range per key of ``singles``, then the prefix ``key + '/'``,
