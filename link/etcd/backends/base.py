@@ -3,8 +3,9 @@
 A backend works one level above single keys: it reads a subtree, replaces a
 subtree and deletes a subtree, because that is the level at which both APIs can
 be correct without pretending (v3 has multi-key transactions, v2 has real
-directories, in-order keys and no transactions).  Absence is data (an empty
-:class:`Snapshot`, ``0`` deleted keys); the middleware decides what raises.
+directories, in-order keys and no transactions).  Absence is data
+(:data:`ABSENT`, ``0`` deleted keys); the middleware decides what raises.
+:class:`KeyValue` and :class:`Snapshot` are the v3 backend's flat reads.
 """
 
 from __future__ import annotations
@@ -86,10 +87,6 @@ class Backend(Protocol):
     """What the middleware needs from an etcd API.  Every method is thread-safe."""
 
     endpoints: tuple[str, ...]
-
-    def read(self, key: str, *, keys_only: bool = False) -> Snapshot:
-        """The leaf at ``key`` and every key below ``key + '/'`` (v3: one txn of two ranges)."""
-        ...
 
     def read_tree(self, key: str) -> tuple[Any, int]:
         """``(value, revision)``: the Python value stored at ``key`` (decoded by

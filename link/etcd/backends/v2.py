@@ -24,7 +24,7 @@ import urllib3
 import etcd
 
 from .. import codec
-from ..codec import EMPTY_DICT, Node, iter_flatten
+from ..codec import Node, iter_flatten
 from ..errors import (
     EtcdAuthError,
     EtcdConnectionFailed,
@@ -35,7 +35,7 @@ from ..errors import (
 )
 from ..paths import SEP
 from ..settings import EtcdSettings
-from .base import ABSENT, Event, KeyValue, Snapshot, check_leaf_sizes
+from .base import ABSENT, Event, check_leaf_sizes
 from .v2_pipeline import Pipeline, PipelineError, Request
 
 _PUT_ACTIONS = frozenset({"set", "create", "update", "compareAndSwap"})
@@ -154,25 +154,6 @@ class V2Backend:
             return index, json.loads(response.data)["node"]  # bytes: no decoded copy
 
     # -- reads -------------------------------------------------------------
-
-    def read(self, key: str, *, keys_only: bool = False) -> Snapshot:
-        """One recursive, sorted ``GET``; an empty directory reads as a ``{}`` leaf."""
-        index, node = self._get(key, recursive="true", sorted="true")
-        items: list[KeyValue] = []
-        stack = [node] if node is not None else []
-        while stack:
-            current = stack.pop()
-            if current.get("dir"):
-                children = current.get("nodes") or []
-                if not children and current.get("key"):  # the root directory has no key
-                    items.append(
-                        KeyValue(_unhide(current["key"]), EMPTY_DICT, current["modifiedIndex"])
-                    )
-                stack.extend(reversed(children))
-            else:
-                value = b"" if keys_only else current.get("value", "").encode("utf-8")
-                items.append(KeyValue(_unhide(current["key"]), value, current["modifiedIndex"]))
-        return Snapshot(index, items)
 
     def read_tree(self, key: str) -> tuple[Any, int]:
         """``(value, index)`` from one recursive, sorted ``GET``, decoded straight from
