@@ -75,6 +75,12 @@ def _b64(data: bytes) -> str:
 _unb64 = binascii.a2b_base64  # base64.b64decode without its Python-level checks
 
 
+def _below(key: str) -> tuple[bytes, bytes]:
+    """The key range ``[key + '/', range_end)`` holding every key below ``key``."""
+    prefix = (key + SEP).encode()
+    return prefix, range_end(prefix)
+
+
 def _range_op(key: bytes, end: bytes | None = None, **options: Any) -> dict[str, Any]:
     request: dict[str, Any] = {"key": _b64(key), **options}
     if end is not None:
@@ -305,8 +311,7 @@ class V3Backend:
     def _read_subtree(self, key: str, singles: Sequence[str], options: dict[str, Any]) -> Snapshot:
         """One txn: a range per key of ``singles``, then the prefix ``key + '/'``,
         paged at the txn's revision when it holds more than :data:`PAGE_SIZE` keys."""
-        prefix = (key + SEP).encode()
-        end = range_end(prefix)
+        prefix, end = _below(key)
         ops = [_range_op(single.encode(), **options) for single in singles]
         ops.append(_range_op(prefix, end, limit=PAGE_SIZE, **options))
         response = self._txn([], ops, key)
@@ -333,8 +338,7 @@ class V3Backend:
 
     def exists(self, key: str) -> bool:
         """One ``txn`` of two ``count_only`` ranges."""
-        prefix = (key + SEP).encode()
-        ops = [_range_op(prefix, range_end(prefix), count_only=True)]
+        ops = [_range_op(*_below(key), count_only=True)]
         if key:
             ops.append(_range_op(key.encode(), count_only=True))
         response = self._txn([], ops, key)
@@ -400,10 +404,9 @@ class V3Backend:
         batches = self._batches(changes)
         revision = snapshot.revision
         if len(batches) == 1:
-            prefix = (key + SEP).encode()
             singles = [k for k in (*ancestors, key) if k]
             compares = [_unchanged_since(revision, k.encode()) for k in singles]
-            compares.append(_unchanged_since(revision, prefix, range_end(prefix)))
+            compares.append(_unchanged_since(revision, *_below(key)))
             response = self._txn(compares, [_request_op(*change) for change in changes], key)
             return bool(response.get("succeeded"))
         written = self._apply_batches(key, batches, revision)
@@ -500,10 +503,8 @@ class V3Backend:
 
     def delete(self, key: str) -> int:
         """Delete ``key`` and everything below it in one ``txn`` of two ``delete_range``."""
-        prefix = (key + SEP).encode()
-        ops = [
-            {"request_delete_range": {"key": _b64(prefix), "range_end": _b64(range_end(prefix))}}
-        ]
+        prefix, end = _below(key)
+        ops = [{"request_delete_range": {"key": _b64(prefix), "range_end": _b64(end)}}]
         if key:
             ops.append(_request_op(key, None))
         response = self._txn([], ops, key)
