@@ -312,8 +312,33 @@ def contenders(clients: Clients, work: Workload, apis: Sequence[str]) -> list[Co
     return out
 
 
-def _v3(c: Clients, w: Workload) -> Iterator[Contender]:
+def _library(
+    api: str,
+    client: Any,
+    w: Workload,
+    stored_a: Callable[[Any], None],
+    deleted: Callable[[Any], None],
+) -> Iterator[Contender]:
+    """link.etcd's own contenders on one API: write, replace, read, delete."""
     E, A, B = State.EMPTY, State.A, State.B
+
+    def write() -> None:
+        client[PATH] = w.tree_a
+
+    def delete() -> None:
+        del client[PATH]
+
+    def tree_a(result: Any) -> None:
+        assert result == w.tree_a, "link.etcd read back something else than tree A"
+
+    yield Contender(api, LINK, "write", E, A, write, stored_a)
+    yield Contender(api, LINK, "replace", B, A, write, stored_a)
+    yield Contender(api, LINK, "read", A, A, lambda: client[PATH], tree_a)
+    yield Contender(api, LINK, "delete", A, E, delete, deleted)
+
+
+def _v3(c: Clients, w: Workload) -> Iterator[Contender]:
+    E, A = State.EMPTY, State.A
     expected = dict(w.kv_a)
     gw, server, key = c.gw, c.server, w.key
 
@@ -322,9 +347,6 @@ def _v3(c: Clients, w: Workload) -> Iterator[Contender]:
 
     def deleted(_: Any) -> None:
         assert not v3_pairs(gw, key), "keys left after delete"
-
-    def tree_a(result: Any) -> None:
-        assert result == w.tree_a, "link.etcd read back something else than tree A"
 
     def n_pairs(result: Any) -> None:
         assert len(result) == w.leaves, f"{len(result)} keys read, {w.leaves} expected"
@@ -335,16 +357,7 @@ def _v3(c: Clients, w: Workload) -> Iterator[Contender]:
     def etcdctl_pairs(result: Any) -> None:
         assert {k: v.encode() for k, v in result.items()} == expected, "etcdctl read differs"
 
-    def lib_write() -> None:
-        c.v3[PATH] = w.tree_a
-
-    def lib_delete() -> None:
-        del c.v3[PATH]
-
-    yield Contender(API_V3, LINK, "write", E, A, lib_write, stored_a)
-    yield Contender(API_V3, LINK, "replace", B, A, lib_write, stored_a)
-    yield Contender(API_V3, LINK, "read", A, A, lambda: c.v3[PATH], tree_a)
-    yield Contender(API_V3, LINK, "delete", A, E, lib_delete, deleted)
+    yield from _library(API_V3, c.v3, w, stored_a, deleted)
     yield Contender(API_V3, FLOOR, "write", E, A, lambda: floor_v3_write(gw, w.kv_a), stored_a)
     yield Contender(
         API_V3, FLOOR, "read", A, A, lambda: gw.get_prefix((key + "/").encode()), n_pairs
@@ -364,7 +377,7 @@ def _v3(c: Clients, w: Workload) -> Iterator[Contender]:
 
 
 def _v2(c: Clients, w: Workload) -> Iterator[Contender]:
-    E, A, B = State.EMPTY, State.A, State.B
+    E, A = State.EMPTY, State.A
     pe, key = c.pe, w.key
 
     def stored_a(_: Any) -> None:
@@ -373,25 +386,13 @@ def _v2(c: Clients, w: Workload) -> Iterator[Contender]:
     def deleted(_: Any) -> None:
         assert PATH not in c.v2, "the tree is still there after delete"
 
-    def tree_a(result: Any) -> None:
-        assert result == w.tree_a, "link.etcd read back something else than tree A"
-
     def n_result(result: Any) -> None:
         assert v2_leaf_count(result) == w.leaves, "the recursive read has other leaves"
 
     def n_leaves(result: Any) -> None:
         assert count_leaves(result) == w.leaves, "the walk found a different number of leaves"
 
-    def lib_write() -> None:
-        c.v2[PATH] = w.tree_a
-
-    def lib_delete() -> None:
-        del c.v2[PATH]
-
-    yield Contender(API_V2, LINK, "write", E, A, lib_write, stored_a)
-    yield Contender(API_V2, LINK, "replace", B, A, lib_write, stored_a)
-    yield Contender(API_V2, LINK, "read", A, A, lambda: c.v2[PATH], tree_a)
-    yield Contender(API_V2, LINK, "delete", A, E, lib_delete, deleted)
+    yield from _library(API_V2, c.v2, w, stored_a, deleted)
     yield Contender(API_V2, FLOOR, "read", A, A, lambda: floor_v2_read(pe, key), n_result)
     yield Contender(API_V2, FLOOR, "delete", A, E, lambda: floor_v2_delete(pe, key), deleted)
     yield Contender(
