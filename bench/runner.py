@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import etcd
+import etcd3gw.exceptions
 
 from .contenders import (
     PREFIX,
@@ -227,10 +228,14 @@ def cleanup(clients: Clients) -> dict[str, Any]:
     except etcd.EtcdKeyNotFound:  # nothing stored on v2 yet
         pass
     header = clients.gw.post(clients.gw.get_url("/kv/range"), json={"key": "AA=="})["header"]
-    clients.gw.post(
-        clients.gw.get_url("/kv/compaction"),
-        json={"revision": int(header["revision"]), "physical": True},
-    )
+    try:
+        clients.gw.post(
+            clients.gw.get_url("/kv/compaction"),
+            json={"revision": int(header["revision"]), "physical": True},
+        )
+    except etcd3gw.exceptions.Etcd3Exception as exc:  # v2-only runs: no new revision
+        if "compacted" not in str(exc.detail_text):
+            raise
     clients.server.etcdctl("defrag")
     status = json.loads(clients.server.etcdctl("endpoint", "status", "-w", "json").stdout)
     return dict(status[0].get("Status", {}))

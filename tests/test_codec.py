@@ -54,6 +54,12 @@ def test_leaf_encoding(value: Any, stored: bytes) -> None:
         (b"0123", "0123"),
         (b"-7", -7),
         (b"1" * 5000, "1" * 5000),  # longer than Python's int parsing limit: text
+        (b"9" * 700, int("9" * 700)),  # longer than the fast path, within the limit
+        ("١٢".encode(), "١٢"),  # Unicode digits are not JSON numbers
+        (b"00", "00"),
+        (b"1.5e3", 1500.0),
+        (b"true", True),
+        (b"", ""),
         (b"localhost", "localhost"),
         (b"\xff\xfe", b"\xff\xfe"),
         (b"{}", {}),
@@ -69,6 +75,15 @@ def test_names_escape_and_roundtrip(name: str) -> None:
     assert "/" not in segment and segment not in ("", ".", "..")
     assert not codec.is_position(segment)
     assert codec.unescape_name(segment) == name
+
+
+def test_assemble_sorts_unordered_children_on_request() -> None:
+    children = {"b": 1, "a%2Fz": 2, "_c": 3}
+    assert list(codec.assemble(dict(children), sort=True)) == ["_c", "a/z", "b"]
+    assert list(codec.assemble(dict(children))) == ["b", "a/z", "_c"]
+    positions = {codec.position(i): i for i in (2, 0, 1)}
+    assert codec.assemble(dict(positions), sort=True) == [0, 1, 2]
+    assert codec.assemble(dict(positions)) == [0, 1, 2]
 
 
 def test_lists_use_in_order_positions() -> None:

@@ -17,6 +17,7 @@ from link.etcd import (
     EtcdMiddleware,
     EtcdSettingsError,
     EtcdTimeout,
+    codec,
 )
 
 from .strategies import json_documents
@@ -285,6 +286,13 @@ def test_long_lists_keep_their_order(client: EtcdMiddleware) -> None:
     }
     client["/lists"] = tree
     assert client["/lists"] == tree
+
+
+def test_dicts_read_back_in_key_order(client: EtcdMiddleware) -> None:
+    # v2 answers in no particular order; both APIs give a directory in key order.
+    names = [f"k{i:03d}" for i in range(120)] + ["_hidden", "Zed", "a/b", "%"]
+    client["/order"] = {name: {"v": i} for i, name in enumerate(reversed(names))}
+    assert list(client["/order"]) == sorted(names, key=codec.escape_name)
 
 
 def test_long_text_values(client: EtcdMiddleware) -> None:

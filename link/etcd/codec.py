@@ -51,6 +51,9 @@ _UNESCAPE = re.compile(r"%(25|2[Ff]|2[Ee]|3[0-9])")
 _JSON_START = frozenset('"-0123456789tfn[{ \t\n\r')
 # A JSON number, exactly (json.loads accepts the same texts): int unless group 1 or 2.
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?\Z")
+#: Digits :func:`decode_text` turns into an ``int`` without more checks (CPython's
+#: default ``sys.get_int_max_str_digits()`` is 4300).
+_INT_DIGITS = 640
 _CONSTANTS: dict[str, Callable[[], Any]] = {
     "true": lambda: True,
     "false": lambda: False,
@@ -127,12 +130,16 @@ def decode_leaf(raw: bytes) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw
-    parsed, value = _parse_leaf_text(text)
-    return value if parsed else text
+    return decode_text(text)
 
 
 def decode_text(text: str) -> Any:
     """:func:`decode_leaf` for a value already decoded from UTF-8 (v2 answers in text)."""
+    if not text or text[0] not in _JSON_START:  # plain text: most strings
+        return text
+    if text.isdigit() and text.isascii() and (text[0] != "0" or len(text) == 1):
+        if len(text) <= _INT_DIGITS:  # a JSON natural number, within int()'s limit
+            return int(text)
     parsed, value = _parse_leaf_text(text)
     return value if parsed else text
 
@@ -298,13 +305,21 @@ def build(node: Nested) -> Any:
     )
 
 
-def assemble(children: dict[str, Any]) -> list[Any] | dict[str, Any]:
+def assemble(children: dict[str, Any], *, sort: bool = False) -> list[Any] | dict[str, Any]:
     """The value of a directory from its children's values, by key segment: a list
     (in key order) when every segment is a list position, else a dict with the
-    segments unescaped; ``{}`` when there are no children."""
-    if children and is_position(next(iter(children))) and all(map(is_position, children)):
-        return [children[name] for name in sorted(children)]
-    return {unescape_name(name): value for name, value in children.items()}
+    segments unescaped; ``{}`` when there are no children.
+
+    :param children: a fresh dict, owned by the caller no more: it may be returned.
+    :param sort: put a dict's entries in key order too (as a v3 range gives them);
+        for children that came unordered, like v2's.
+    """
+    names = sorted(children) if sort else children
+    if children and is_position(next(iter(names))) and all(map(is_position, names)):
+        return [children[name] for name in (names if sort else sorted(children))]
+    if "%" in "".join(names):  # an escaped segment (joining makes no new "%")
+        return {unescape_name(name): children[name] for name in names}
+    return {name: children[name] for name in names} if sort else children
 
 
 @contextmanager
