@@ -78,3 +78,16 @@ def test_v2_lists_are_in_order_keys(etcd_server: Any, etcd_prefix: str) -> None:
     names = [n["key"].rsplit("/", 1)[1] for n in nodes]
     assert all(len(name) == 20 and name.isdigit() for name in names)
     assert names == sorted(names)
+
+
+def test_v2_foreign_directories_and_ttl_keys(etcd_server: Any, etcd_prefix: str) -> None:
+    # Other clients create empty directories and keys with a TTL: v2 answers them
+    # with fields (``dir``, ``expiration``, ``ttl``) that a leaf written here lacks.
+    _v2(etcd_server, "PUT", f"{etcd_prefix}/app/empty?dir=true")
+    _v2(etcd_server, "PUT", f"{etcd_prefix}/app/session?ttl=600", "token")
+    _v2(etcd_server, "PUT", f"{etcd_prefix}/app/db/%255Fport", "5432")  # "_port" as stored here
+    _v2(etcd_server, "PUT", f"{etcd_prefix}/app/db/host", "")
+    client = EtcdMiddleware(endpoints=[etcd_server.endpoint], api="v2", prefix=etcd_prefix)
+    assert client["/app"] == {"db": {"_port": 5432, "host": ""}, "empty": {}, "session": "token"}
+    assert list(client["/app"]) == ["db", "empty", "session"]
+    assert client["/app/empty"] == {}
