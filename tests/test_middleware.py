@@ -1,5 +1,6 @@
 """EtcdMiddleware against a real etcd server, on both APIs (v3 and v2)."""
 
+import http.server
 import socket
 import threading
 import time
@@ -263,6 +264,45 @@ def test_silent_cluster_v2_times_out(silent_endpoints: list[str]) -> None:
         client["/x"]
     assert time.monotonic() - started < 1.0 + 0.5
     assert silent_endpoints[0] in str(info.value)
+
+
+@pytest.fixture
+def html_endpoint() -> Iterator[str]:
+    """An HTTP server that answers every request with a 200 HTML page, like a
+    misconfigured proxy in front of the cluster."""
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def _page(self) -> None:
+            body = b"<html><body>Welcome to nginx!</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = _page
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_answer_that_is_not_etcd_is_an_error_naming_the_endpoint(
+    html_endpoint: str, api: str
+) -> None:
+    client = EtcdMiddleware(endpoints=[html_endpoint], api=api, read_timeout=2.0)
+    with pytest.raises(EtcdError, match="etcd v[23]") as info:
+        client["/app"]
+    assert not isinstance(info.value, KeyError)
+    assert html_endpoint in str(info.value)
 
 
 def test_oversized_value_rejected_on_v2_too(client: EtcdMiddleware) -> None:

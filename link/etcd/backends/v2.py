@@ -174,7 +174,11 @@ class V2Backend:
             try:
                 node = _ANSWER.decode(data).node
             except msgspec.DecodeError as exc:  # not JSON, or not v2's answer
-                raise EtcdError(f"unexpected v2 answer: {exc}", key=key) from exc
+                raise EtcdError(
+                    f"not an etcd v2 answer: {exc}: {data[:200]!r}",
+                    endpoints=self.endpoints,
+                    key=key,
+                ) from exc
             value = _tree(node)
         if not key and value == {}:  # the root directory always exists
             return ABSENT, index

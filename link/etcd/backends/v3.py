@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
+import msgspec
 import requests
 from etcd3gw.client import Etcd3Client
 from requests.adapters import HTTPAdapter
@@ -112,18 +113,53 @@ def _unchanged_since(revision: int, key: bytes, end: bytes | None = None) -> dic
     return compare
 
 
-def _key_values(response_range: dict[str, Any]) -> list[KeyValue]:
+class _KV(msgspec.Struct, gc=False):
+    """One ``mvccpb.KeyValue`` of a range answer, as much of it as reads need."""
+
+    key: bytes  # base64 in the gateway's JSON: msgspec decodes it in C
+    value: bytes = b""  # left out when empty, or by keys_only
+    mod_revision: int = 0  # an int64, which the gateway sends as a JSON string
+
+
+class _Range(msgspec.Struct, gc=False):
+    """A ``RangeResponse``: its key-values and whether a next page exists."""
+
+    kvs: list[_KV] = []
+    more: bool = False
+
+
+class _Header(msgspec.Struct, frozen=True, gc=False):
+    revision: int = 0
+
+
+class _RangeAnswer(_Range, gc=False):
+    """The body of ``/v3/kv/range``."""
+
+    header: _Header = _Header()
+
+
+class _ResponseOp(msgspec.Struct, gc=False):
+    response_range: _Range = msgspec.field(default_factory=_Range)
+
+
+class _ReadTxnAnswer(msgspec.Struct, gc=False):
+    """The body of ``/v3/kv/txn`` whose operations are all ranges."""
+
+    header: _Header = _Header()
+    responses: list[_ResponseOp] = []
+
+
+#: Typed parsers of read answers: the fields reads ignore are skipped in C, and
+#: ``strict=False`` accepts the gateway's int64-as-string numbers.
+_READ_TXN = msgspec.json.Decoder(_ReadTxnAnswer, strict=False)
+_RANGE = msgspec.json.Decoder(_RangeAnswer, strict=False)
+
+
+def _key_values(response_range: _Range) -> list[KeyValue]:
     new = tuple.__new__  # KeyValue(...) without its Python-level __new__: the read hot path
     return [
-        new(
-            KeyValue,
-            (
-                _unb64(kv["key"]).decode("utf-8", "surrogateescape"),
-                _unb64(kv.get("value", "")),
-                int(kv.get("mod_revision", 0)),
-            ),
-        )
-        for kv in response_range.get("kvs", ())
+        new(KeyValue, (kv.key.decode("utf-8", "surrogateescape"), kv.value, kv.mod_revision))
+        for kv in response_range.kvs
     ]
 
 
@@ -183,8 +219,16 @@ class V3Backend:
 
     # -- transport ---------------------------------------------------------
 
-    def _post(self, path: str, payload: dict[str, Any], key: str | None = None) -> Any:
+    def _post(
+        self,
+        path: str,
+        payload: dict[str, Any],
+        key: str | None = None,
+        decoder: msgspec.json.Decoder[Any] | None = None,
+    ) -> Any:
         """POST ``payload`` to ``/v3/<path>``, failing over between endpoints.
+
+        :param decoder: parses the answer into its type; plain JSON values without.
 
         :raises EtcdConnectionFailed: (or :class:`EtcdTimeout`) naming every endpoint
             tried, when none answered before ``read_timeout`` seconds passed.
@@ -204,7 +248,7 @@ class V3Backend:
                 break
             tried.append(member.url)
             try:
-                result = self._post_to(member, path, body, remaining, key)
+                result = self._post_to(member, path, body, remaining, key, decoder)
             except (requests.Timeout, _Unavailable) as exc:
                 timed_out = timed_out or isinstance(exc, requests.Timeout)
                 last = exc
@@ -223,7 +267,13 @@ class V3Backend:
         ) from last
 
     def _post_to(
-        self, member: _Endpoint, path: str, body: str, timeout: float, key: str | None
+        self,
+        member: _Endpoint,
+        path: str,
+        body: str,
+        timeout: float,
+        key: str | None,
+        decoder: msgspec.json.Decoder[Any] | None,
     ) -> Any:
         url = member.client.get_url(path)
         if self.settings.username and member.token is None:
@@ -235,8 +285,8 @@ class V3Backend:
         if response.status_code != 200:
             raise self._translate(member, response, key)
         try:
-            return response.json()
-        except ValueError as exc:
+            return response.json() if decoder is None else decoder.decode(response.content)
+        except (ValueError, msgspec.DecodeError) as exc:
             raise EtcdError(
                 f"{url} did not answer with etcd v3 JSON: {response.text[:200]!r}",
                 endpoints=(member.url,),
@@ -314,11 +364,12 @@ class V3Backend:
         prefix, end = _below(key)
         ops = [_range_op(single.encode(), **options) for single in singles]
         ops.append(_range_op(prefix, end, limit=PAGE_SIZE, **options))
-        response = self._txn([], ops, key)
-        revision = int(response["header"]["revision"])
-        ranges = [r["response_range"] for r in response.get("responses", ())]
+        payload = {"compare": [], "success": ops}
+        response = self._post("/kv/txn", payload, key, _READ_TXN)
+        revision = response.header.revision
+        ranges = [op.response_range for op in response.responses]
         items = [kv for r in ranges for kv in _key_values(r)]
-        more = bool(ranges[-1].get("more"))
+        more = ranges[-1].more
         while more:
             start = items[-1].key.encode("utf-8", "surrogateescape") + b"\x00"
             page = self._post(
@@ -331,9 +382,10 @@ class V3Backend:
                     **options,
                 },
                 key,
+                _RANGE,
             )
             items.extend(_key_values(page))
-            more = bool(page.get("more"))
+            more = page.more
         return Snapshot(revision, items)
 
     def exists(self, key: str) -> bool:
