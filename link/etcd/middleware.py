@@ -109,7 +109,8 @@ class EtcdMiddleware(MutableMapping[str, Any]):
         One request on v3 (a ``txn`` of two ``range``s), one recursive ``GET`` on v2.
 
         :raises EtcdKeyNotFound: nothing is stored at ``path`` (a ``KeyError``).
-        :raises EtcdConnectionFailed: no endpoint answered within ``read_timeout``.
+        :raises EtcdConnectionFailed: no endpoint answered (each waited for
+            ``read_timeout`` seconds), naming every endpoint tried.
         """
         return self.snapshot(path)[0]
 

@@ -314,7 +314,9 @@ class EtcdSettings:
         that give none.  Set to the endpoints' scheme when every endpoint names it.
     :param srv_domain: DNS domain for SRV discovery (v2 backend), or None.
     :param version_prefix: v2 API path prefix (``"/v2"``).
-    :param read_timeout: seconds to wait for an answer, > 0.
+    :param read_timeout: seconds to wait for an answer from one endpoint, > 0; a
+        request tries each endpoint once, so it gives up after at most
+        ``len(endpoints) * read_timeout`` seconds.
     :param allow_redirect: v2: follow redirects to the leader.
     :param allow_reconnect: try the other endpoints when one fails.
     :param cert: client certificate file (PEM), or None.

@@ -35,6 +35,7 @@ from ..errors import (
     EtcdError,
     EtcdPartialWrite,
     EtcdPermissionDenied,
+    EtcdSettingsError,
     EtcdTimeout,
 )
 from ..paths import SEP
@@ -116,18 +117,42 @@ class V2Backend:
             return self._client
 
     def _make_client(self) -> etcd.Client:
-        client = self._new_client()
-        # One try per endpoint and request: python-etcd moves on to the next endpoint
-        # itself, and urllib3's own retries would multiply read_timeout.
+        """A python-etcd client that tries each endpoint once per request.
+
+        python-etcd's constructor asks the cluster for its members when
+        ``allow_reconnect`` is on, with urllib3's default retries (four tries of
+        ``read_timeout`` per silent endpoint).  So the client is made for the first
+        endpoint alone, urllib3's retries are turned off, and only then is the
+        endpoint list set up the way python-etcd would have done it.
+        """
+        s = self.settings
+        hosts = [(p.hostname or "", p.port or s.port) for p in map(urlsplit, self.endpoints)]
+        if s.srv_domain:  # python-etcd resolves the endpoints itself
+            client = self._new_client(hosts, reconnect=s.allow_reconnect)
+        else:
+            client = self._new_client(hosts[:1], reconnect=False)
         client.http.connection_pool_kw["retries"] = urllib3.Retry(0, read=False, redirect=3)
+        if len(hosts) > 1 and not s.srv_domain:
+            if not s.allow_reconnect:
+                raise EtcdSettingsError(
+                    "allow_reconnect=false takes a single endpoint; "
+                    f"{len(hosts)} were given: {', '.join(self.endpoints)}"
+                )
+            protocol = client.protocol
+            client._allow_reconnect = True
+            client._machines_cache = [f"{protocol}://{host}:{port}" for host, port in hosts[1:]]
+            if not s.use_proxies:  # add the members the cluster advertises, as python-etcd does
+                advertised = client.machines  # tries the endpoints in turn, once each
+                client._machines_cache = sorted(set(client._machines_cache) | set(advertised))
+            if client.base_uri in client._machines_cache:
+                client._machines_cache.remove(client.base_uri)
         return client
 
-    def _new_client(self) -> etcd.Client:
+    def _new_client(self, hosts: Sequence[tuple[str, int]], *, reconnect: bool) -> etcd.Client:
         s = self.settings
-        hosts = tuple((p.hostname, p.port or s.port) for p in map(urlsplit, self.endpoints))
         cert: Any = (s.cert, s.cert_key) if s.cert and s.cert_key else s.cert
         return etcd.Client(
-            host=hosts if len(hosts) > 1 else hosts[0][0],
+            host=tuple(hosts) if len(hosts) > 1 else hosts[0][0],
             port=hosts[0][1],
             srv_domain=s.srv_domain,
             version_prefix=s.version_prefix,
@@ -138,7 +163,7 @@ class V2Backend:
             ca_cert=s.ca_cert,
             username=s.username,
             password=s.password,
-            allow_reconnect=s.allow_reconnect and len(hosts) > 1,
+            allow_reconnect=reconnect,
             use_proxies=s.use_proxies,
             expected_cluster_id=s.expected_cluster_id,
             per_host_pool_size=s.per_host_pool_size,
@@ -257,9 +282,12 @@ class V2Backend:
             applied += sum(len(batch) for batch in batches)
 
     def _pipeline(self) -> Pipeline:
+        """The pipelined writer, starting at the endpoint python-etcd last reached."""
+        base = self.client.base_uri
         with self._lock:
             if self._writer is None:
                 self._writer = Pipeline(self.settings)
+            self._writer.prefer(base)
             return self._writer
 
     def _put_leaf(self, key: str, value: bytes, ancestors: Sequence[str]) -> None:

@@ -71,6 +71,13 @@ class Pipeline:
         self._headers = _headers(settings)
         self._lock = threading.Lock()
 
+    def prefer(self, endpoint: str) -> None:
+        """Connect to ``endpoint`` first from now on, when it is one of ours: the
+        member python-etcd last reached, so that a member that accepts connections
+        but never answers is not picked again."""
+        if endpoint in self.endpoints:
+            self._current = self.endpoints.index(endpoint)
+
     def run(self, batches: Sequence[Sequence[Request]]) -> list[list[str | None]]:
         """Send each batch on its own connection, all batches at once (threads), the
         requests of a batch in order; return, per batch and request, the key a
