@@ -711,3 +711,9 @@ def test_shipped_conf_documents_every_key_with_its_default(tmp_path: Path) -> No
     values = read_conf_file(uncommented)
     assert sorted(values) == sorted(FIELD_NAMES)
     assert EtcdSettings(**values) == EtcdSettings()
+
+
+def test_allow_reconnect_false_takes_a_single_endpoint() -> None:
+    assert load_settings(allow_reconnect=False, host="h").urls == ("http://h:2379",)
+    with pytest.raises(EtcdSettingsError, match="allow_reconnect.*2 were given"):
+        load_settings(allow_reconnect=False, endpoints="a:1, b:2")

@@ -318,7 +318,8 @@ class EtcdSettings:
         request tries each endpoint once, so it gives up after at most
         ``len(endpoints) * read_timeout`` seconds.
     :param allow_redirect: v2: follow redirects to the leader.
-    :param allow_reconnect: try the other endpoints when one fails.
+    :param allow_reconnect: try the other endpoints when one fails; ``False``
+        takes a single endpoint.
     :param cert: client certificate file (PEM), or None.
     :param ca_cert: CA bundle file (PEM) to verify the server, or None for
         the system store.
@@ -390,6 +391,11 @@ class EtcdSettings:
                     f"http and https; protocol={self.protocol!r} applies to endpoints "
                     "without a scheme)"
                 )
+        if not self.allow_reconnect and len(self.urls) > 1:
+            raise EtcdSettingsError(
+                f"setting 'allow_reconnect': invalid value False (it keeps a client on one "
+                f"endpoint, and {len(self.urls)} were given: {', '.join(self.urls)})"
+            )
 
     @property
     def urls(self) -> tuple[str, ...]:

@@ -35,7 +35,6 @@ from ..errors import (
     EtcdError,
     EtcdPartialWrite,
     EtcdPermissionDenied,
-    EtcdSettingsError,
     EtcdTimeout,
 )
 from ..paths import SEP
@@ -132,12 +131,7 @@ class V2Backend:
         else:
             client = self._new_client(hosts[:1], reconnect=False)
         client.http.connection_pool_kw["retries"] = urllib3.Retry(0, read=False, redirect=3)
-        if len(hosts) > 1 and not s.srv_domain:
-            if not s.allow_reconnect:
-                raise EtcdSettingsError(
-                    "allow_reconnect=false takes a single endpoint; "
-                    f"{len(hosts)} were given: {', '.join(self.endpoints)}"
-                )
+        if len(hosts) > 1 and not s.srv_domain:  # allow_reconnect (see EtcdSettings)
             protocol = client.protocol
             client._allow_reconnect = True
             client._machines_cache = [f"{protocol}://{host}:{port}" for host, port in hosts[1:]]
