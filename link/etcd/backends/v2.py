@@ -132,9 +132,8 @@ class V2Backend:
             client = self._new_client(hosts[:1], reconnect=False)
         client.http.connection_pool_kw["retries"] = urllib3.Retry(0, read=False, redirect=3)
         if len(hosts) > 1 and not s.srv_domain:  # allow_reconnect (see EtcdSettings)
-            protocol = client.protocol
             client._allow_reconnect = True
-            client._machines_cache = [f"{protocol}://{host}:{port}" for host, port in hosts[1:]]
+            client._machines_cache = list(self.endpoints[1:])
             if not s.use_proxies:  # add the members the cluster advertises, as python-etcd does
                 advertised = client.machines  # tries the endpoints in turn, once each
                 client._machines_cache = sorted(set(client._machines_cache) | set(advertised))

@@ -334,8 +334,10 @@ class V3Backend:
         compare: Sequence[dict[str, Any]],
         success: Sequence[dict[str, Any]],
         key: str | None = None,
-    ) -> dict[str, Any]:
-        return self._post("/kv/txn", {"compare": list(compare), "success": list(success)}, key)
+        decoder: msgspec.json.Decoder[Any] | None = None,
+    ) -> Any:
+        payload = {"compare": list(compare), "success": list(success)}
+        return self._post("/kv/txn", payload, key, decoder)
 
     # -- reads -------------------------------------------------------------
 
@@ -366,8 +368,7 @@ class V3Backend:
         prefix, end = _below(key)
         ops = [_range_op(single.encode(), **options) for single in singles]
         ops.append(_range_op(prefix, end, limit=PAGE_SIZE, **options))
-        payload = {"compare": [], "success": ops}
-        response = self._post("/kv/txn", payload, key, _READ_TXN)
+        response = self._txn([], ops, key, _READ_TXN)
         revision = response.header.revision
         ranges = [op.response_range for op in response.responses]
         items = [kv for r in ranges for kv in _key_values(r)]
