@@ -1,5 +1,8 @@
 """A real 3-member cluster, TLS and authentication: what production looks like."""
 
+import os
+import queue
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,36 @@ def test_failover_when_a_member_dies(cluster: EtcdCluster, api: str) -> None:
         assert fresh[f"/failover-{api}/db/port"] == 6543
     finally:
         first.start()
+
+
+def _member_in_use(cluster: EtcdCluster, client: EtcdMiddleware) -> EtcdServer:
+    """The member the client's requests (and its watches) go to now."""
+    backend: Any = client.backend
+    if client.settings.api == "v2":
+        url = backend.client.base_uri
+    else:
+        url = backend._members[backend._current].url
+    return next(member for member in cluster.members if member.endpoint == url)
+
+
+@pytest.mark.parametrize("api", ["v3", "v2"])
+def test_watch_moves_off_a_member_that_hangs(cluster: EtcdCluster, api: str) -> None:
+    client = EtcdMiddleware(endpoints=list(cluster.endpoints), api=api, read_timeout=1.0)
+    seen: queue.Queue[Any] = queue.Queue()
+    client[f"/hang-{api}"] = {"v": 0}
+    with client.watch_tree(f"/hang-{api}", lambda value, revision: seen.put(value)):
+        assert seen.get(timeout=10) == {"v": 0}
+        watched = _member_in_use(cluster, client)
+        os.kill(watched.pid, signal.SIGSTOP)  # hung: accepts connections, never answers
+        try:
+            others = [e for e in cluster.endpoints if e != watched.endpoint]
+            writer = EtcdMiddleware(endpoints=others, api=api)
+            writer[f"/hang-{api}/v"] = 1
+            value = seen.get(timeout=30)
+            while value != {"v": 1}:
+                value = seen.get(timeout=30)
+        finally:
+            os.kill(watched.pid, signal.SIGCONT)
 
 
 @pytest.fixture(scope="module")

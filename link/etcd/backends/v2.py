@@ -14,9 +14,11 @@ watches use python-etcd.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import operator
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -45,6 +47,8 @@ from .v2_pipeline import Pipeline, PipelineError, Request
 _PUT_ACTIONS = frozenset({"set", "create", "update", "compareAndSwap"})
 #: Seconds a watch long-poll waits before it checks whether it was cancelled.
 WATCH_POLL_SECONDS = 1.0
+#: Seconds a watch may see nothing before it checks that its member still answers.
+WATCH_IDLE_SECONDS = 10.0
 
 
 def _quote(key: str) -> str:
@@ -446,7 +450,13 @@ def _round(
 
 
 class V2Watch:
-    """A v2 watch on ``key`` and its subtree (long poll, resumed by ``waitIndex``)."""
+    """A v2 watch on ``key`` and its subtree (long poll, resumed by ``waitIndex``).
+
+    After :data:`WATCH_IDLE_SECONDS` without an event it sends one ``GET`` of the
+    key, which proves the member still answers: python-etcd moves to the next
+    endpoint when it does not within ``read_timeout``, and the long polls follow.
+    A member that hangs would otherwise look like a quiet key for good.
+    """
 
     def __init__(self, backend: V2Backend, key: str, start_revision: int | None) -> None:
         self._backend = backend
@@ -460,7 +470,11 @@ class V2Watch:
 
     def __iter__(self) -> Iterator[Event]:
         client = self._backend.client
+        quiet_since = time.monotonic()
         while not self._cancelled.is_set():
+            if time.monotonic() - quiet_since >= WATCH_IDLE_SECONDS:
+                self._check_member()
+                quiet_since = time.monotonic()
             try:
                 result = client.watch(
                     _quote(self._key),
@@ -468,14 +482,23 @@ class V2Watch:
                     recursive=True,
                     timeout=WATCH_POLL_SECONDS,
                 )
-            except (etcd.EtcdWatchTimedOut, etcd.EtcdConnectionFailed):
+            except etcd.EtcdWatchTimedOut:
+                continue
+            except etcd.EtcdConnectionFailed:  # no member answered: try again shortly
+                self._cancelled.wait(WATCH_POLL_SECONDS)
                 continue
             except etcd.EtcdEventIndexCleared:
                 self._index = None  # history is gone: resume from now
                 continue
             if result is None or self._cancelled.is_set():
                 continue
+            quiet_since = time.monotonic()
             self._index = result.modifiedIndex + 1
             kind = "PUT" if result.action in _PUT_ACTIONS else "DELETE"
             value = (result.value or "").encode("utf-8") if kind == "PUT" else b""
             yield Event(kind, _unhide(result.key), value, result.modifiedIndex)
+
+    def _check_member(self) -> None:
+        """One ``GET`` of the key, through python-etcd's failover."""
+        with contextlib.suppress(EtcdError):  # none answered: the long polls go on
+            self._backend.exists(self._key)

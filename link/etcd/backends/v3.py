@@ -62,6 +62,8 @@ PAGE_SIZE = 20_000
 TXNS_IN_FLIGHT = 4
 #: Write attempts (initial + retries) when a compare keeps failing.
 WRITE_ATTEMPTS = 10
+#: Seconds a watch may see nothing before it checks that its member still answers.
+WATCH_IDLE_SECONDS = 10.0
 
 # gRPC status codes carried in the gateway's error bodies.
 _UNAUTHENTICATED = 16
@@ -587,15 +589,20 @@ class _Unavailable(Exception):
     """A member answered 502/503 (no leader, stopping): try the next one."""
 
 
+def _socket(response: requests.Response) -> socket.socket | None:
+    """The socket a streamed ``response`` is read from, while it is open."""
+    connection = getattr(response.raw, "connection", None) or getattr(
+        response.raw, "_connection", None
+    )
+    return getattr(connection, "sock", None)
+
+
 def _shutdown(response: requests.Response) -> None:
     """Wake a thread blocked reading ``response``'s stream: shut its socket down.
 
     ``response.close()`` from another thread would block on the reader's lock.
     """
-    connection = getattr(response.raw, "connection", None) or getattr(
-        response.raw, "_connection", None
-    )
-    sock = getattr(connection, "sock", None)
+    sock = _socket(response)
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
@@ -604,8 +611,12 @@ def _shutdown(response: requests.Response) -> None:
 class V3Watch:
     """A watch stream on ``key`` and its subtree: iterate for :class:`Event` s.
 
-    Reconnects (to any endpoint) after a dropped stream, resuming from the next
-    revision, so no event is lost while the compaction has not passed it.
+    Reconnects after a dropped stream, resuming from the next revision, so no
+    event is lost while the compaction has not passed it.  A stream silent for
+    :data:`WATCH_IDLE_SECONDS` is opened again, which proves its member still
+    answers: a member that hangs (stopped, cut off) would otherwise stall the
+    watch for good.  A member that does not answer the opening within
+    ``read_timeout`` is left for the next endpoint.
     """
 
     def __init__(self, backend: V3Backend, key: str, start_revision: int | None) -> None:
@@ -648,11 +659,14 @@ class V3Watch:
                 member.client.get_url("/watch"),
                 data=json.dumps({"create_request": create}),
                 stream=True,
-                timeout=(backend.settings.read_timeout, None),
+                timeout=backend.settings.read_timeout,  # to connect and to get the headers
             )
-        except requests.ConnectionError:
+        except requests.RequestException:  # refused, or hung: the next member
             backend._current = (backend._current + 1) % len(backend._members)
             raise
+        sock = _socket(response)
+        if sock is not None:
+            sock.settimeout(WATCH_IDLE_SECONDS)  # then a silent stream is opened again
         self._response = response
         if self._cancelled.is_set():
             response.close()
@@ -669,6 +683,9 @@ class V3Watch:
             if not line:
                 continue
             result = json.loads(line).get("result", {})
+            if result.get("created") and self._next_revision is None:
+                # watching "from now": a reopened stream resumes after this revision
+                self._next_revision = int(result.get("header", {}).get("revision", 0)) + 1
             if result.get("canceled"):
                 # e.g. the start revision was compacted: resume from the oldest kept one
                 compacted = int(result.get("compact_revision", 0) or 0)
