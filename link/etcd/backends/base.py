@@ -20,6 +20,9 @@ from ..errors import EtcdInvalidTree
 #: Bytes kept free in each request for framing and compares, and counted per operation.
 REQUEST_OVERHEAD_BYTES = 4096
 OP_OVERHEAD_BYTES = 32
+#: Seconds a watch may see nothing before it checks that its member still answers
+#: (a member that hangs sends no error, so a silent watch must probe it).
+WATCH_IDLE_SECONDS = 10.0
 
 
 def check_leaf_sizes(leaves: Iterable[tuple[str, bytes]], max_request_bytes: int) -> None:

@@ -41,14 +41,12 @@ from ..errors import (
 )
 from ..paths import SEP
 from ..settings import EtcdSettings
-from .base import ABSENT, Event, check_leaf_sizes
+from .base import ABSENT, WATCH_IDLE_SECONDS, Event, check_leaf_sizes
 from .v2_pipeline import Pipeline, PipelineError, Request
 
 _PUT_ACTIONS = frozenset({"set", "create", "update", "compareAndSwap"})
 #: Seconds a watch long-poll waits before it checks whether it was cancelled.
 WATCH_POLL_SECONDS = 1.0
-#: Seconds a watch may see nothing before it checks that its member still answers.
-WATCH_IDLE_SECONDS = 10.0
 
 
 def _quote(key: str) -> str:

@@ -50,6 +50,7 @@ from .base import (
     ABSENT,
     OP_OVERHEAD_BYTES,
     REQUEST_OVERHEAD_BYTES,
+    WATCH_IDLE_SECONDS,
     Event,
     KeyValue,
     Snapshot,
@@ -62,8 +63,6 @@ PAGE_SIZE = 20_000
 TXNS_IN_FLIGHT = 4
 #: Write attempts (initial + retries) when a compare keeps failing.
 WRITE_ATTEMPTS = 10
-#: Seconds a watch may see nothing before it checks that its member still answers.
-WATCH_IDLE_SECONDS = 10.0
 
 # gRPC status codes carried in the gateway's error bodies.
 _UNAUTHENTICATED = 16
