@@ -11,8 +11,10 @@ import pytest
 
 from link.etcd import EtcdMiddleware
 
+from .apis import APIS, connection
 
-@pytest.fixture(params=["v3", "v2"])
+
+@pytest.fixture(params=APIS)
 def api(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -20,7 +22,9 @@ def api(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def client(etcd_server: Any, etcd_prefix: str, api: str) -> Iterator[EtcdMiddleware]:
     """An EtcdMiddleware rooted at a fresh prefix, on the API under test."""
-    with EtcdMiddleware(endpoints=[etcd_server.endpoint], api=api, prefix=etcd_prefix) as mw:
+    with EtcdMiddleware(
+        endpoints=[etcd_server.endpoint], **connection(api), prefix=etcd_prefix
+    ) as mw:
         yield mw
 
 

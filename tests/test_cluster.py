@@ -18,6 +18,8 @@ from link.etcd import (
 )
 from link.etcd.testing import EtcdCluster, EtcdServer
 
+from .apis import APIS, connection
+
 DOC = {"db": {"host": "h", "port": 5432}, "workers": ["a", "b"]}
 
 
@@ -27,16 +29,16 @@ def cluster() -> Iterator[EtcdCluster]:
         yield running
 
 
-@pytest.mark.parametrize("api", ["v3", "v2"])
+@pytest.mark.parametrize("api", APIS)
 def test_failover_when_a_member_dies(cluster: EtcdCluster, api: str) -> None:
-    client = EtcdMiddleware(endpoints=list(cluster.endpoints), api=api, read_timeout=5)
+    client = EtcdMiddleware(endpoints=list(cluster.endpoints), **connection(api), read_timeout=5)
     client[f"/failover-{api}"] = DOC
     first = cluster.members[0]
     first.kill()
     try:
         assert client[f"/failover-{api}"] == DOC
         client[f"/failover-{api}/db/port"] = 6543
-        fresh = EtcdMiddleware(endpoints=list(cluster.endpoints), api=api, read_timeout=5)
+        fresh = EtcdMiddleware(endpoints=list(cluster.endpoints), **connection(api), read_timeout=5)
         assert fresh[f"/failover-{api}/db/port"] == 6543
     finally:
         first.start()
@@ -48,13 +50,14 @@ def _member_in_use(cluster: EtcdCluster, client: EtcdMiddleware) -> EtcdServer:
     if client.settings.api == "v2":
         url = backend.client.base_uri
     else:
-        url = backend._members[backend._current].url
+        failover = backend.transport.failover
+        url = failover.urls[failover.current]
     return next(member for member in cluster.members if member.endpoint == url)
 
 
-@pytest.mark.parametrize("api", ["v3", "v2"])
+@pytest.mark.parametrize("api", APIS)
 def test_watch_moves_off_a_member_that_hangs(cluster: EtcdCluster, api: str) -> None:
-    client = EtcdMiddleware(endpoints=list(cluster.endpoints), api=api, read_timeout=1.0)
+    client = EtcdMiddleware(endpoints=list(cluster.endpoints), **connection(api), read_timeout=1.0)
     seen: queue.Queue[Any] = queue.Queue()
     client[f"/hang-{api}"] = {"v": 0}
     with client.watch_tree(f"/hang-{api}", lambda value, revision: seen.put(value)):
@@ -63,7 +66,7 @@ def test_watch_moves_off_a_member_that_hangs(cluster: EtcdCluster, api: str) -> 
         os.kill(watched.pid, signal.SIGSTOP)  # hung: accepts connections, never answers
         try:
             others = [e for e in cluster.endpoints if e != watched.endpoint]
-            writer = EtcdMiddleware(endpoints=others, api=api)
+            writer = EtcdMiddleware(endpoints=others, **connection(api))
             writer[f"/hang-{api}/v"] = 1
             value = seen.get(timeout=30)
             while value != {"v": 1}:
@@ -102,12 +105,12 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EtcdServer, 
         yield server, {k: str(v) for k, v in files.items()}
 
 
-@pytest.mark.parametrize("api", ["v3", "v2"])
+@pytest.mark.parametrize("api", APIS)
 def test_tls_with_client_certificate(tls: tuple[EtcdServer, dict[str, str]], api: str) -> None:
     server, files = tls
     client = EtcdMiddleware(
         endpoints=[server.endpoint],
-        api=api,
+        **connection(api),
         ca_cert=files["ca"],
         cert=files["client"],
         cert_key=files["client_key"],

@@ -15,6 +15,8 @@ from link.etcd import EtcdConnectionFailed, EtcdMiddleware
 from link.etcd.demo import request_count  # noqa: E402
 from link.etcd.driver import EtcdConfDriver  # noqa: E402
 
+from .apis import connection
+
 WAIT = 10.0
 
 
@@ -56,7 +58,7 @@ def test_tutorial_verbatim_in_a_fresh_interpreter(etcd_server: Any, etcd_prefix:
 
 @pytest.fixture
 def driver(etcd_server: Any, etcd_prefix: str, api: str) -> EtcdConfDriver:
-    return EtcdConfDriver(endpoints=[etcd_server.endpoint], api=api, prefix=etcd_prefix)
+    return EtcdConfDriver(endpoints=[etcd_server.endpoint], **connection(api), prefix=etcd_prefix)
 
 
 def _configurable(driver: EtcdConfDriver) -> type:
@@ -121,9 +123,11 @@ def test_missing_path_means_no_configuration(driver: EtcdConfDriver) -> None:
 def test_one_read_request_per_load(driver: EtcdConfDriver, etcd_server: Any, api: str) -> None:
     driver.client["/svc/app.conf"] = {"DB": {"host": "h", "port": 1, "debug": False}}
     cls = _configurable(driver)  # decorating applies the configuration once too
-    before = request_count(etcd_server.endpoint, api)
+    before = request_count(etcd_server.endpoint, connection(api)["api"])
     assert cls().host == "h"
-    assert request_count(etcd_server.endpoint, api) == before + 1  # counted by the server
+    assert (
+        request_count(etcd_server.endpoint, connection(api)["api"]) == before + 1
+    )  # counted by the server
 
 
 def test_live_reconfiguration(driver: EtcdConfDriver) -> None:

@@ -21,6 +21,7 @@ from link.etcd import (
     codec,
 )
 
+from .apis import connection
 from .strategies import json_documents
 
 DOC = {
@@ -199,7 +200,7 @@ def test_random_documents_roundtrip(client: EtcdMiddleware, doc: Any) -> None:
 
 def test_unreachable_cluster_names_every_endpoint(api: str) -> None:
     endpoints = ["127.0.0.1:9", "127.0.0.1:10"]
-    client = EtcdMiddleware(endpoints=endpoints, api=api, read_timeout=2)
+    client = EtcdMiddleware(endpoints=endpoints, **connection(api), read_timeout=2)
     with pytest.raises(EtcdConnectionFailed) as info:
         client["/x"]
     assert not isinstance(info.value, KeyError)
@@ -251,10 +252,10 @@ def silent_endpoints() -> Iterator[list[str]]:
 def test_silent_cluster_times_out_after_read_timeout_per_endpoint(
     silent_endpoints: list[str], api: str
 ) -> None:
-    client = EtcdMiddleware(endpoints=silent_endpoints, api=api, read_timeout=1.0)
+    client = EtcdMiddleware(endpoints=silent_endpoints, **connection(api), read_timeout=1.0)
     started = time.monotonic()
     # v2: python-etcd's member discovery reports no cause, so no EtcdTimeout there
-    with pytest.raises(EtcdTimeout if api == "v3" else EtcdConnectionFailed) as info:
+    with pytest.raises(EtcdTimeout if api.startswith("v3") else EtcdConnectionFailed) as info:
         client["/x"]
     took = time.monotonic() - started
     assert 2 * 1.0 <= took < 2 * 1.0 + 0.5  # each endpoint once, no hidden retries
@@ -265,7 +266,9 @@ def test_a_hung_member_fails_over_to_the_next(
     silent_endpoints: list[str], etcd_server: Any, api: str, etcd_prefix: str
 ) -> None:
     endpoints = [silent_endpoints[0], etcd_server.endpoint]
-    client = EtcdMiddleware(endpoints=endpoints, api=api, prefix=etcd_prefix, read_timeout=1.0)
+    client = EtcdMiddleware(
+        endpoints=endpoints, **connection(api), prefix=etcd_prefix, read_timeout=1.0
+    )
     client["/app"] = {"port": 5432}  # after one read_timeout on the hung member
     started = time.monotonic()
     for _ in range(3):
@@ -305,8 +308,10 @@ def html_endpoint() -> Iterator[str]:
 def test_an_answer_that_is_not_etcd_is_an_error_naming_the_endpoint(
     html_endpoint: str, api: str
 ) -> None:
-    client = EtcdMiddleware(endpoints=[html_endpoint], api=api, read_timeout=2.0)
-    with pytest.raises(EtcdError, match="etcd v[23]") as info:
+    client = EtcdMiddleware(endpoints=[html_endpoint], **connection(api), read_timeout=2.0)
+    # gRPC sees an HTTP/1.1 server as one that does not speak HTTP/2
+    expected = "HTTP/2" if api == "v3-grpc" else "etcd v[23]"
+    with pytest.raises(EtcdError, match=expected) as info:
         client["/app"]
     assert not isinstance(info.value, KeyError)
     assert html_endpoint in str(info.value)

@@ -70,6 +70,7 @@ DEFAULTS = {
     "cert_key": None,
     "max_txn_ops": 128,
     "max_request_bytes": 1572864,
+    "transport": "grpc",
 }
 
 
@@ -182,6 +183,7 @@ COERCIONS = [
     ("max_txn_ops", "1000", 1000),
     ("max_request_bytes", "10485760", 10485760),
     ("api", "V2", "v2"),
+    ("transport", "Gateway", "gateway"),
     ("protocol", "HTTPS", "https"),
     ("host", "[::1]", "::1"),
     ("host", "etcd.example.org", "etcd.example.org"),
@@ -256,6 +258,7 @@ def test_kwargs_accept_python_values() -> None:
         ("max_txn_ops = 0", ["max_txn_ops", "'0'"]),
         ("max_request_bytes = 1.5", ["max_request_bytes", "'1.5'"]),
         ("api = v4", ["api", "'v4'", "v3, v2"]),
+        ("transport = http", ["transport", "'http'", "grpc, gateway"]),
         ("protocol = ftp", ["protocol", "'ftp'", "http, https"]),
         ("host = a:1", ["host", "'a:1'", "port"]),
         ("host =", ["host", "''"]),

@@ -2,6 +2,7 @@
 
 import queue
 import threading
+import time
 from typing import Any
 
 from link.etcd import EtcdMiddleware
@@ -85,8 +86,16 @@ def test_backend_watch_events(v3: EtcdMiddleware) -> None:
     thread = threading.Thread(target=lambda: [events.put(e) for e in stream], daemon=True)
     thread.start()
     try:
-        v3["/e"] = {"x": "1"}  # may race the watch creation: write until seen
-        event = events.get(timeout=WAIT)
+        deadline = time.monotonic() + WAIT
+        while True:  # the first writes may race the watch creation: write until seen
+            v3["/e"] = {"x": "1"}
+            try:
+                event = events.get(timeout=0.5)
+                if event.type == "PUT" and event.key == v3.key("/e/x"):
+                    break
+            except queue.Empty:
+                assert time.monotonic() < deadline, "no event"
+                v3["/e"] = "other"  # so that the next write changes /e/x again
         assert event.type == "PUT"
         assert event.key == v3.key("/e/x")
         assert event.value == b'"1"'

@@ -9,6 +9,7 @@
 
 from .errors import (
     EtcdAuthError,
+    EtcdCompacted,
     EtcdCompareFailed,
     EtcdConnectionFailed,
     EtcdError,
@@ -26,6 +27,7 @@ __version__ = "1.0.0.dev0"
 
 __all__ = [
     "EtcdAuthError",
+    "EtcdCompacted",
     "EtcdCompareFailed",
     "EtcdConnectionFailed",
     "EtcdError",

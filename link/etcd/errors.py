@@ -11,6 +11,7 @@ Hierarchy::
     ├── EtcdAuthError              credentials rejected or permission denied
     │   └── EtcdPermissionDenied   authenticated, but the user may not touch the key
     ├── EtcdCompareFailed          a txn compare (v3) or a concurrent change kept failing
+    ├── EtcdCompacted              the revision asked for was compacted away (v3)
     └── EtcdPartialWrite           a multi-request write stopped part way (cause chained)
 
 Only :class:`EtcdKeyNotFound` is a :class:`KeyError`: a dead network never looks
@@ -83,6 +84,24 @@ class EtcdCompareFailed(EtcdError):
     """A transaction compare failed: another writer changed the subtree meanwhile."""
 
 
+class EtcdCompacted(EtcdError):
+    """A read or watch asked for a revision older than etcd's last compaction.
+
+    :attr compact_revision: the oldest revision still kept, when etcd said it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        compact_revision: int | None = None,
+        endpoints: Sequence[str] = (),
+        key: str | None = None,
+    ) -> None:
+        super().__init__(message, endpoints=endpoints, key=key)
+        self.compact_revision = compact_revision
+
+
 class EtcdPartialWrite(EtcdError):
     """A write that needed several requests stopped after some of them were applied.
 
@@ -106,6 +125,7 @@ class EtcdPartialWrite(EtcdError):
 
 __all__ = [
     "EtcdAuthError",
+    "EtcdCompacted",
     "EtcdCompareFailed",
     "EtcdConnectionFailed",
     "EtcdError",

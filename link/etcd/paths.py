@@ -69,6 +69,28 @@ def ancestor_keys(stem: str, segments: tuple[str, ...]) -> list[str]:
     return [k for k in keys if k]
 
 
+def encode_key(key: str) -> bytes:
+    """The bytes etcd stores for ``key``: UTF-8, with the undecodable bytes of a key
+    read from etcd (kept as surrogates by :func:`decode_key`) restored as they were.
+
+    Every path that turns a key into bytes goes through here, so a key written by
+    another tool in another encoding can be read, rewritten and deleted.
+    """
+    return key.encode("utf-8", "surrogateescape")
+
+
+def decode_key(raw: bytes) -> str:
+    """The ``str`` of a key read from etcd; bytes that are not UTF-8 become surrogates
+    (:func:`encode_key` gives the same bytes back)."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def below(key: str) -> tuple[bytes, bytes]:
+    """The key range ``[key + '/', range_end)`` holding every key below ``key``."""
+    prefix = encode_key(key + SEP)
+    return prefix, range_end(prefix)
+
+
 def range_end(prefix: bytes) -> bytes:
     """The etcd ``range_end`` that makes ``[prefix, range_end)`` cover every key
     starting with ``prefix``: the prefix with its last byte below ``0xff`` incremented

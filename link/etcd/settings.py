@@ -259,6 +259,7 @@ _COERCE: dict[str, Callable[[Any], Any]] = {
     "expected_cluster_id": _optional_str,
     "per_host_pool_size": _positive_int,
     "api": _choice("v3", "v2"),
+    "transport": _choice("grpc", "gateway"),
     "endpoints": _endpoints,
     "prefix": _key_prefix,
     "cert_key": _optional_str,
@@ -328,7 +329,7 @@ class EtcdSettings:
     :param use_proxies: v2: treat endpoints as proxies.
     :param expected_cluster_id: v2: refuse a cluster with another id.
     :param per_host_pool_size: HTTP connections kept per host, > 0.
-    :param api: ``"v3"`` (etcd3gw, gRPC gateway) or ``"v2"`` (python-etcd).
+    :param api: ``"v3"`` (default) or ``"v2"`` (python-etcd).
     :param endpoints: several endpoints of one cluster, each ``host``,
         ``host:port`` or ``scheme://host[:port]`` (IPv6 hosts bracketed when a
         port follows); a string is split on commas and whitespace.
@@ -339,6 +340,9 @@ class EtcdSettings:
         ``--max-txn-ops``, default 128), > 0.
     :param max_request_bytes: largest request in bytes (etcd's
         ``--max-request-bytes``, default 1.5 MiB), > 0.
+    :param transport: how v3 reaches etcd: ``"grpc"`` (default; native gRPC) or
+        ``"gateway"`` (etcd's HTTP/JSON gateway under ``/v3/``, for networks
+        where only HTTP/1.1 passes).  Ignored by v2.
     :raises EtcdSettingsError: a value has a bad type or value, or fields
         contradict each other (``cert_key`` without ``cert``, ``password``
         without ``username``, endpoints mixing ``http`` and ``https``).
@@ -365,6 +369,7 @@ class EtcdSettings:
     cert_key: str | None = None
     max_txn_ops: int = 128
     max_request_bytes: int = 1572864
+    transport: str = "grpc"
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

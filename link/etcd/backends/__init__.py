@@ -1,4 +1,4 @@
-"""Backends: one module per etcd API (``v3`` through etcd3gw, ``v2`` through python-etcd).
+"""Backends: one package per etcd API (``v3``: gRPC or the JSON gateway; ``v2``: python-etcd).
 
 :func:`open_backend` picks one from the settings' ``api``.
 """

@@ -1,0 +1,117 @@
+"""V3Backend: the sync driver that runs the engine's plans over a transport."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ...codec import Node
+from ...errors import EtcdError, EtcdSettingsError
+from ...settings import EtcdSettings
+from ..base import Snapshot
+from . import engine
+from .engine import Concurrent, Limits, Plan, Sleep
+from .transport import Transport
+from .watch import V3Watch
+
+
+def drive(plan: Plan, transport: Transport, key: str | None = None) -> Any:
+    """Run ``plan`` to its end over ``transport``, one step at a time; its result.
+
+    :raises EtcdError: what a request raised (the plan is closed), or what the
+        plan raised; an error naming no endpoint is given the transport's.
+    """
+    answer: Any = None
+    try:
+        while True:
+            step = plan.send(answer)
+            if isinstance(step, Concurrent):
+                answer = transport.call_many(step.requests, step.limit, key)
+            elif isinstance(step, Sleep):
+                time.sleep(step.seconds)
+                answer = None
+            else:
+                answer = transport.call(step, key)
+    except StopIteration as stop:
+        return stop.value
+    except EtcdError as exc:
+        if not exc.endpoints:
+            exc.endpoints = transport.endpoints
+        raise
+    finally:
+        plan.close()
+
+
+def open_transport(settings: EtcdSettings) -> Transport:
+    """The transport ``settings.transport`` names (``'grpc'`` or ``'gateway'``)."""
+    if settings.transport == "gateway":
+        from .gateway import GatewayTransport
+
+        return GatewayTransport(settings)  # type: ignore[return-value]
+    from .grpc import GrpcTransport
+
+    return GrpcTransport(settings)  # type: ignore[return-value]
+
+
+class V3Backend:
+    """The :class:`~link.etcd.backends.base.Backend` of the etcd v3 API.  Thread-safe;
+    fails over between endpoints.
+
+    :param settings: connection settings; ``urls`` gives the endpoints, tried in
+        order starting from the last one that answered; ``transport`` picks gRPC
+        (default) or the JSON gateway.
+    :raises EtcdSettingsError: a v2-only setting is given.
+    """
+
+    def __init__(self, settings: EtcdSettings) -> None:
+        for name in ("srv_domain", "expected_cluster_id"):
+            if getattr(settings, name):
+                raise EtcdSettingsError(
+                    f"{name} is only used by the v2 API (api = v2); "
+                    "with v3 give the cluster's endpoints"
+                )
+        self.settings = settings
+        self.transport = open_transport(settings)
+        self.endpoints: tuple[str, ...] = self.transport.endpoints
+        self.limits = Limits(settings.max_txn_ops, settings.max_request_bytes)
+
+    def __repr__(self) -> str:
+        return f"V3Backend(transport={self.settings.transport!r}, endpoints={self.endpoints!r})"
+
+    def run(self, plan: Plan, key: str | None = None) -> Any:
+        """Run one of :mod:`.engine`'s plans; its result."""
+        return drive(plan, self.transport, key)
+
+    def read(self, key: str, *, keys_only: bool = False) -> Snapshot:
+        """The leaf at ``key`` and every key below it, at one revision (one txn of two
+        ranges; ranges pinned to its revision past ``PAGE_SIZE`` keys)."""
+        return self.run(engine.snapshot(key, keys_only=keys_only), key)  # type: ignore[no-any-return]
+
+    def read_tree(self, key: str) -> tuple[Any, int]:
+        """``(value, revision)``; :data:`~link.etcd.backends.base.ABSENT` when nothing is stored."""
+        return self.run(engine.read_tree(key), key)  # type: ignore[no-any-return]
+
+    def exists(self, key: str) -> bool:
+        """One txn of two ``count_only`` ranges."""
+        return bool(self.run(engine.exists(key), key))
+
+    def children(self, key: str) -> list[str]:
+        """Direct child names of ``key``, from one ``keys_only`` read of the subtree."""
+        return self.run(engine.children(key), key)  # type: ignore[no-any-return]
+
+    def replace(self, key: str, node: Node, ancestors: Sequence[str]) -> None:
+        """See :func:`.engine.replace`."""
+        self.run(engine.replace(key, node, ancestors, self.limits), key)
+
+    def delete(self, key: str) -> int:
+        """Delete ``key`` and everything below it in one txn; how many keys."""
+        return self.run(engine.delete(key), key)  # type: ignore[no-any-return]
+
+    def watch(self, key: str, start_revision: int | None = None) -> V3Watch:
+        """Watch ``key`` and every key below it (one stream per call)."""
+        return V3Watch(self.transport, key, start_revision)
+
+    def close(self) -> None:
+        """Close the transport's channels or sessions and threads."""
+        self.transport.close()

@@ -1,0 +1,328 @@
+"""The v3 tree engine: which requests read, write and delete a tree, with no I/O.
+
+Written once for every driver (sync and async) and every transport (gRPC and the
+JSON gateway).  A *plan* is a generator: it yields a *step* and is sent the
+step's answer, until it returns the operation's result.  A step is
+
+- one request of :mod:`.protocol` (answered with its ``*Result``; an error is
+  raised by the driver and ends the plan);
+- :class:`Concurrent`: several requests to keep in flight together, answered
+  with a list holding, in order, each one's ``*Result`` or the
+  :class:`~link.etcd.errors.EtcdError` it failed with;
+- :class:`Sleep`: wait, answered with ``None``.
+
+The driver loop (see :func:`drive` in ``backend.py`` and the async twin) is::
+
+    answer = None
+    while True:
+        step = plan.send(answer)     # StopIteration.value is the result
+        answer = <perform step>
+
+**Reads** are one txn of two ranges (the key itself, then everything below
+``key + '/'``) evaluated at one revision, paged at that revision past
+:data:`PAGE_SIZE` keys.  **Writes** encode the tree first; a single leaf is one
+txn with no read (put it, delete the range below it and any ancestor leaves).
+A tree reads the subtree's current keys and values and sends only what changes
+as txns within ``max_txn_ops`` and ``max_request_bytes``, each comparing the mod
+revisions of what it covers against the read's revision; on a failed compare the
+write starts again from a fresh read.  One txn makes the replace atomic; a write
+of several ends with a ``keys_only`` read that proves no other writer got in
+between (see :func:`replace`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from ... import codec
+from ...codec import Node, iter_flatten
+from ...errors import EtcdCompareFailed, EtcdError, EtcdPartialWrite
+from ...paths import SEP, below, encode_key
+from ..base import ABSENT, OP_OVERHEAD_BYTES, REQUEST_OVERHEAD_BYTES, Snapshot, check_leaf_sizes
+from .protocol import (
+    DeleteRange,
+    DeleteRangeResult,
+    Op,
+    Put,
+    Range,
+    RangeResult,
+    Request,
+    Txn,
+    TxnResult,
+    unchanged_since,
+)
+
+#: Keys per range answer when reading very large subtrees.
+PAGE_SIZE = 20_000
+#: Txns of one large (non-atomic) write kept in flight at the same time.
+TXNS_IN_FLIGHT = 4
+#: Write attempts (first + retries) while compares keep failing.
+WRITE_ATTEMPTS = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Concurrent:
+    """A step: send ``requests`` with at most ``limit`` in flight at once."""
+
+    requests: Sequence[Request]
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """A step: wait ``seconds`` (backoff between write attempts)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The server limits a write is cut to (etcd's ``--max-txn-ops`` and
+    ``--max-request-bytes``)."""
+
+    max_txn_ops: int = 128
+    max_request_bytes: int = 1572864
+
+
+Step: TypeAlias = "Request | Concurrent | Sleep"
+#: A plan returning ``T``.
+Plan: TypeAlias = Generator[Step, Any, Any]
+
+#: One change of a write: ``(key, value)`` to put, ``(key, None)`` to delete.
+Change: TypeAlias = "tuple[str, bytes | None]"
+
+
+# -- reads --------------------------------------------------------------------
+
+
+def snapshot(key: str, *, keys_only: bool = False, singles: Sequence[str] | None = None) -> Plan:
+    """Plan: the leaf at ``key`` and every key below it, at one revision.
+
+    One txn of a range per key of ``singles`` (default: ``key`` itself) and a
+    range of ``key + '/'``; more ranges pinned to the txn's revision only past
+    :data:`PAGE_SIZE` keys.
+
+    :returns: a :class:`~link.etcd.backends.base.Snapshot`, items sorted by key
+        within each range.
+    """
+    if singles is None:
+        singles = [key] if key else []
+    prefix, end = below(key)
+    ops: list[Op] = [Range(encode_key(single), keys_only=keys_only) for single in singles]
+    ops.append(Range(prefix, end, limit=PAGE_SIZE, keys_only=keys_only))
+    answer: TxnResult = yield Txn((), ops)
+    ranges: list[RangeResult] = answer.responses  # type: ignore[assignment]
+    items = [kv for r in ranges for kv in r.kvs]
+    more = ranges[-1].more
+    while more:
+        start = encode_key(items[-1].key) + b"\x00"
+        page: RangeResult = yield Range(
+            start, end, limit=PAGE_SIZE, revision=answer.revision, keys_only=keys_only
+        )
+        items.extend(page.kvs)
+        more = page.more
+    return Snapshot(answer.revision, items)
+
+
+def read_tree(key: str) -> Plan:
+    """Plan: ``(value, revision)`` of ``key`` (:data:`ABSENT` when nothing is stored),
+    decoded by :func:`link.etcd.codec.decode`; one request below :data:`PAGE_SIZE` keys."""
+    with codec.gc_paused():
+        read: Snapshot = yield from snapshot(key)
+        if not read.items:
+            return ABSENT, read.revision
+        return codec.decode(read.items, key), read.revision
+
+
+def exists(key: str) -> Plan:
+    """Plan: True when ``key`` is a leaf or has keys below it (one txn of
+    ``count_only`` ranges)."""
+    ops: list[Op] = [Range(*below(key), count_only=True)]
+    if key:
+        ops.append(Range(encode_key(key), count_only=True))
+    answer: TxnResult = yield Txn((), ops)
+    return any(r.count for r in answer.responses if isinstance(r, RangeResult))
+
+
+def children(key: str) -> Plan:
+    """Plan: the sorted names of the direct children of ``key`` (one ``keys_only`` read)."""
+    base = key + SEP
+    read: Snapshot = yield from snapshot(key, keys_only=True)
+    return sorted(
+        {kv.key[len(base) :].split(SEP, 1)[0] for kv in read.items if kv.key.startswith(base)}
+    )
+
+
+# -- delete -------------------------------------------------------------------
+
+
+def delete(key: str) -> Plan:
+    """Plan: delete ``key`` and everything below it in one txn; returns how many keys."""
+    ops: list[Op] = [DeleteRange(*below(key))]
+    if key:
+        ops.append(DeleteRange(encode_key(key)))
+    answer: TxnResult = yield Txn((), ops)
+    return sum(r.deleted for r in answer.responses if isinstance(r, DeleteRangeResult))
+
+
+# -- replace ------------------------------------------------------------------
+
+
+def replace(key: str, node: Node, ancestors: Sequence[str], limits: Limits) -> Plan:
+    """Plan: make ``key`` hold exactly ``node`` and delete any leaf at ``ancestors``.
+
+    A leaf (``node`` is ``bytes``) is one txn with no read.  A tree is read,
+    diffed and written as described in the module docstring.
+
+    :raises EtcdInvalidTree: a key and value exceed ``max_request_bytes``
+        (before any request).
+    :raises EtcdCompareFailed: other writers kept changing the subtree for
+        :data:`WRITE_ATTEMPTS` attempts.
+    :raises EtcdPartialWrite: a write of several txns failed after some were
+        applied (the cause is chained).
+    """
+    if isinstance(node, bytes) and len(ancestors) + 2 <= limits.max_txn_ops:
+        check_leaf_sizes([(key, node)], limits.max_request_bytes)
+        yield Txn((), _leaf_ops(key, node, ancestors))
+        return None
+    leaves = dict(iter_flatten(node, key))
+    check_leaf_sizes(leaves.items(), limits.max_request_bytes)
+    for attempt in range(WRITE_ATTEMPTS):
+        if attempt:
+            yield Sleep(random.uniform(0, min(0.5, 0.005 * 2**attempt)))
+        done = yield from _replace_once(key, leaves, ancestors, limits)
+        if done:
+            return None
+    raise EtcdCompareFailed(
+        f"other writers kept changing {key!r}; gave up after {WRITE_ATTEMPTS} attempts "
+        "(a write of several txns may have been partly applied)",
+        key=key,
+    )
+
+
+def _leaf_ops(key: str, value: bytes, ancestors: Sequence[str]) -> list[Op]:
+    """Put the leaf, delete everything below it and the leaves at its ancestors."""
+    ops: list[Op] = [Put(encode_key(key), value), DeleteRange(*below(key))]
+    ops += [DeleteRange(encode_key(ancestor)) for ancestor in ancestors]
+    return ops
+
+
+def _op(change: Change) -> Op:
+    key, value = change
+    return DeleteRange(encode_key(key)) if value is None else Put(encode_key(key), value)
+
+
+def diff(current: dict[str, bytes], leaves: dict[str, bytes]) -> list[Change]:
+    """The changes that turn ``current`` into ``leaves``, sorted by key: puts of new or
+    changed values, deletes of keys ``leaves`` does not have."""
+    changes: list[Change] = [(k, v) for k, v in leaves.items() if current.get(k) != v]
+    changes += [(k, None) for k in current if k not in leaves]
+    changes.sort(key=lambda change: change[0])
+    return changes
+
+
+def batches(changes: list[Change], limits: Limits) -> list[list[Change]]:
+    """Consecutive changes in txns of at most ``max_txn_ops`` ops and
+    ``max_request_bytes`` bytes (less :data:`REQUEST_OVERHEAD_BYTES` for framing
+    and compares)."""
+    budget = limits.max_request_bytes - REQUEST_OVERHEAD_BYTES
+    out: list[list[Change]] = [[]]
+    size = 0
+    for change in changes:
+        cost = len(encode_key(change[0])) + len(change[1] or b"") + OP_OVERHEAD_BYTES
+        if out[-1] and (len(out[-1]) >= limits.max_txn_ops or size + cost > budget):
+            out.append([])
+            size = 0
+        out[-1].append(change)
+        size += cost
+    return out
+
+
+def batch_txn(batch: list[Change], key: str, revision: int) -> Txn:
+    """The txn of one batch of a large write: its changes, guarded by compares on
+    only the keys it covers (keys below ``key`` as one range from the batch's first
+    to its last key; others, the subtree's own key and ancestors, one by one), so
+    the txns of one write are independent of each other."""
+    inside = key + SEP
+    compares = [
+        unchanged_since(revision, encode_key(k)) for k, _ in batch if not k.startswith(inside)
+    ]
+    span = [k for k, _ in batch if k.startswith(inside)]
+    if span:
+        compares.append(
+            unchanged_since(revision, encode_key(span[0]), encode_key(span[-1]) + b"\x00")
+        )
+    return Txn(compares, [_op(change) for change in batch])
+
+
+def _replace_once(
+    key: str, leaves: dict[str, bytes], ancestors: Sequence[str], limits: Limits
+) -> Plan:
+    """One attempt: returns True when written, False when a compare failed."""
+    singles = [k for k in (*ancestors, key) if k]
+    read: Snapshot = yield from snapshot(key, singles=singles)
+    changes = diff({kv.key: kv.value for kv in read.items}, leaves)
+    if not changes:
+        return True
+    cut = batches(changes, limits)
+    revision = read.revision
+    if len(cut) == 1:
+        compares = [unchanged_since(revision, encode_key(k)) for k in singles]
+        compares.append(unchanged_since(revision, *below(key)))
+        answer: TxnResult = yield Txn(compares, [_op(change) for change in changes])
+        return answer.succeeded
+    txns = [batch_txn(batch, key, revision) for batch in cut]
+    del changes, cut
+    answers = yield Concurrent(txns, TXNS_IN_FLIGHT)
+    written = _applied(key, answers)
+    if written is None:
+        return False
+    return (yield from _verify(key, leaves, revision, written))
+
+
+def _applied(key: str, answers: list[TxnResult | EtcdError]) -> set[int] | None:
+    """The revisions of the applied txns; None when a compare failed.
+
+    :raises EtcdError: the first error, when no txn was applied.
+    :raises EtcdPartialWrite: when some were applied before an error.
+    """
+    written: set[int] = set()
+    error: EtcdError | None = None
+    conflict = False
+    for answer in answers:
+        if isinstance(answer, EtcdError):
+            error = error or answer
+        elif answer.succeeded:
+            written.add(answer.revision)
+        else:
+            conflict = True
+    if error is not None:
+        if not written:
+            raise error
+        raise EtcdPartialWrite(
+            f"write of {key!r} stopped after {len(written)} of {len(answers)} txns; "
+            f"the subtree holds a mix of old and new keys: {error}",
+            applied=len(written),
+            total=len(answers),
+            endpoints=error.endpoints,
+            key=key,
+        ) from error
+    return None if conflict else written
+
+
+def _verify(key: str, leaves: dict[str, bytes], revision: int, written: set[int]) -> Plan:
+    """After a write of several txns: one ``keys_only`` read shows exactly our keys,
+    each last changed by one of our txns or left as it was at ``revision`` (where
+    it already held our value).  Anything else means another writer got in
+    between: the write starts again, so the last writer to verify leaves its whole
+    tree, never a mix of two."""
+    read: Snapshot = yield from snapshot(key, keys_only=True)
+    if len(read.items) != len(leaves):
+        return False
+    return all(
+        kv.key in leaves and (kv.mod_revision <= revision or kv.mod_revision in written)
+        for kv in read.items
+    )

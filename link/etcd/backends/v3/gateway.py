@@ -1,0 +1,602 @@
+"""The JSON-gateway transport: the v3 API as HTTP/JSON (``/v3/kv/txn`` …), for
+places where only HTTP passes (proxies, firewalls that block HTTP/2).
+
+One ``requests`` session per endpoint; keys and values travel base64-encoded and
+int64 fields as strings, as etcd's gateway wants them.  Answers are parsed by
+msgspec into typed structs (base64 and int64 strings decoded in C).  A token
+from ``/v3/auth/authenticate`` goes in the ``Authorization`` header and is
+obtained again on a 401 or when etcd says it expired.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import socket
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import msgspec
+import requests
+from requests.adapters import HTTPAdapter
+
+from ...errors import EtcdAuthError, EtcdError
+from ...settings import EtcdSettings
+from ..base import WATCH_IDLE_SECONDS
+from .protocol import (
+    RETRY_ELSEWHERE,
+    UNAUTHENTICATED,
+    UNKNOWN,
+    Compaction,
+    CompactionResult,
+    Compare,
+    DeleteRange,
+    DeleteRangeResult,
+    LeaseGrant,
+    LeaseKeepAlive,
+    LeaseResult,
+    LeaseRevoke,
+    LeaseRevokeResult,
+    LeaseTimeToLive,
+    Member,
+    MemberList,
+    MemberListResult,
+    Op,
+    OpResult,
+    Put,
+    PutResult,
+    Range,
+    RangeResult,
+    Request,
+    Result,
+    Status,
+    StatusResult,
+    Txn,
+    TxnResult,
+    WatchCreate,
+    WatchEvent,
+    WatchResult,
+    error_for,
+    key_values,
+    needs_new_token,
+)
+from .transport import Failover, Unreachable
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+# -- requests to JSON -----------------------------------------------------------
+
+
+def _range(r: Range) -> dict[str, Any]:
+    body: dict[str, Any] = {"key": _b64(r.key)}
+    if r.range_end:
+        body["range_end"] = _b64(r.range_end)
+    if r.limit:
+        body["limit"] = r.limit
+    if r.revision:
+        body["revision"] = r.revision
+    if r.keys_only:
+        body["keys_only"] = True
+    if r.count_only:
+        body["count_only"] = True
+    return body
+
+
+def _put(r: Put) -> dict[str, Any]:
+    body = {"key": _b64(r.key), "value": _b64(r.value)}
+    if r.lease:
+        body["lease"] = str(r.lease)
+    return body
+
+
+def _delete(r: DeleteRange) -> dict[str, Any]:
+    body = {"key": _b64(r.key)}
+    if r.range_end:
+        body["range_end"] = _b64(r.range_end)
+    return body
+
+
+def _op(op: Op) -> dict[str, Any]:
+    if type(op) is Put:
+        return {"request_put": _put(op)}
+    if type(op) is DeleteRange:
+        return {"request_delete_range": _delete(op)}
+    return {"request_range": _range(op)}  # type: ignore[arg-type]
+
+
+_UNION = {
+    "VERSION": "version",
+    "CREATE": "create_revision",
+    "MOD": "mod_revision",
+    "VALUE": "value",
+    "LEASE": "lease",
+}
+
+
+def _compare(c: Compare) -> dict[str, Any]:
+    value = c.value
+    body: dict[str, Any] = {
+        "key": _b64(c.key),
+        "target": c.target,
+        "result": c.result,
+        _UNION[c.target]: _b64(value) if isinstance(value, bytes) else str(value),
+    }
+    if c.range_end:
+        body["range_end"] = _b64(c.range_end)
+    return body
+
+
+def _txn(t: Txn) -> dict[str, Any]:
+    return {
+        "compare": [_compare(c) for c in t.compare],
+        "success": [_op(op) for op in t.success],
+        "failure": [_op(op) for op in t.failure],
+    }
+
+
+# -- JSON answers -----------------------------------------------------------------
+
+
+class _Header(msgspec.Struct, frozen=True, gc=False):
+    revision: int = 0
+    member_id: int = 0
+
+
+class _KV(msgspec.Struct, gc=False):
+    key: bytes  # base64 in JSON: msgspec decodes it in C
+    value: bytes = b""  # left out when empty, or by keys_only
+    mod_revision: int = 0  # an int64, sent as a JSON string
+
+
+class _Range(msgspec.Struct, gc=False):
+    header: _Header = _Header()
+    kvs: list[_KV] = []
+    more: bool = False
+    count: int = 0
+
+
+class _HeaderOnly(msgspec.Struct, gc=False):
+    header: _Header = _Header()
+
+
+class _Deleted(msgspec.Struct, gc=False):
+    header: _Header = _Header()
+    deleted: int = 0
+
+
+class _ResponseOp(msgspec.Struct, gc=False):
+    response_range: _Range | None = None
+    response_put: _HeaderOnly | None = None
+    response_delete_range: _Deleted | None = None
+
+
+class _Txn(msgspec.Struct, gc=False):
+    header: _Header = _Header()
+    succeeded: bool = False
+    responses: list[_ResponseOp] = []
+
+
+class _Lease(msgspec.Struct, gc=False):
+    header: _Header = _Header()
+    ID: int = 0
+    TTL: int = 0
+    grantedTTL: int = 0
+    keys: list[bytes] = []
+
+
+class _KeepAlive(msgspec.Struct, gc=False):
+    result: _Lease = msgspec.field(default_factory=_Lease)
+
+
+class _Status(msgspec.Struct, gc=False):
+    header: _Header = _Header()
+    version: str = ""
+    leader: int = 0
+    dbSize: int = 0
+
+
+class _Member(msgspec.Struct, gc=False):
+    ID: int = 0
+    name: str = ""
+    peerURLs: list[str] = []
+    clientURLs: list[str] = []
+
+
+class _Members(msgspec.Struct, gc=False):
+    header: _Header = _Header()
+    members: list[_Member] = []
+
+
+class _Event(msgspec.Struct, gc=False):
+    kv: _KV
+    type: str = "PUT"
+
+
+class _Watch(msgspec.Struct, gc=False):
+    header: _Header = _Header()
+    created: bool = False
+    canceled: bool = False
+    compact_revision: int = 0
+    cancel_reason: str = ""
+    events: list[_Event] = []
+
+
+class _WatchLine(msgspec.Struct, gc=False):
+    result: _Watch | None = None
+    error: dict[str, Any] | None = None
+
+
+def _decoder(kind: type) -> msgspec.json.Decoder[Any]:
+    # strict=False accepts the gateway's int64-as-string numbers
+    return msgspec.json.Decoder(kind, strict=False)
+
+
+def _range_result(m: _Range) -> RangeResult:
+    return RangeResult(m.header.revision, key_values(m.kvs), m.more, m.count)
+
+
+def _op_result(m: _ResponseOp) -> OpResult:
+    if m.response_range is not None:
+        return _range_result(m.response_range)
+    if m.response_delete_range is not None:
+        return DeleteRangeResult(
+            m.response_delete_range.header.revision, m.response_delete_range.deleted
+        )
+    if m.response_put is not None:
+        return PutResult(m.response_put.header.revision)
+    return RangeResult(0)  # an empty range answer is an empty object
+
+
+def _lease_result(m: _Lease) -> LeaseResult:
+    return LeaseResult(m.header.revision, m.ID, m.TTL, m.grantedTTL, m.keys)
+
+
+#: Per request type: the gateway path, request to JSON, answer decoder, answer to result.
+_CALLS: dict[type, tuple[str, Any, msgspec.json.Decoder[Any], Any]] = {
+    Range: ("/kv/range", _range, _decoder(_Range), _range_result),
+    Put: ("/kv/put", _put, _decoder(_HeaderOnly), lambda m: PutResult(m.header.revision)),
+    DeleteRange: (
+        "/kv/deleterange",
+        _delete,
+        _decoder(_Deleted),
+        lambda m: DeleteRangeResult(m.header.revision, m.deleted),
+    ),
+    Txn: (
+        "/kv/txn",
+        _txn,
+        _decoder(_Txn),
+        lambda m: TxnResult(m.header.revision, m.succeeded, [_op_result(r) for r in m.responses]),
+    ),
+    Compaction: (
+        "/kv/compaction",
+        lambda r: {"revision": r.revision, "physical": r.physical},
+        _decoder(_HeaderOnly),
+        lambda m: CompactionResult(m.header.revision),
+    ),
+    LeaseGrant: (
+        "/lease/grant",
+        lambda r: {"TTL": str(r.ttl), "ID": str(r.id)},
+        _decoder(_Lease),
+        _lease_result,
+    ),
+    LeaseRevoke: (
+        "/lease/revoke",
+        lambda r: {"ID": str(r.id)},
+        _decoder(_HeaderOnly),
+        lambda m: LeaseRevokeResult(m.header.revision),
+    ),
+    LeaseKeepAlive: (
+        "/lease/keepalive",
+        lambda r: {"ID": str(r.id)},
+        _decoder(_KeepAlive),
+        lambda m: _lease_result(m.result),
+    ),
+    LeaseTimeToLive: (
+        "/lease/timetolive",
+        lambda r: {"ID": str(r.id), "keys": r.keys},
+        _decoder(_Lease),
+        _lease_result,
+    ),
+    Status: (
+        "/maintenance/status",
+        lambda r: {},
+        _decoder(_Status),
+        lambda m: StatusResult(
+            m.header.revision, m.version, m.header.member_id, m.leader, m.dbSize
+        ),
+    ),
+    MemberList: (
+        "/cluster/member/list",
+        lambda r: {},
+        _decoder(_Members),
+        lambda m: MemberListResult(
+            m.header.revision,
+            [Member(x.ID, x.name, tuple(x.peerURLs), tuple(x.clientURLs)) for x in m.members],
+        ),
+    ),
+}
+_WATCH_LINE = _decoder(_WatchLine)
+
+
+def _watch_result(m: _Watch) -> WatchResult:
+    events = [WatchEvent(e.type, key_values([e.kv])[0]) for e in m.events]
+    return WatchResult(
+        m.header.revision, m.created, m.canceled, m.compact_revision, m.cancel_reason, events
+    )
+
+
+# -- sessions ----------------------------------------------------------------------
+
+
+class _Endpoint:
+    """One member: its HTTP session, base URL and auth token."""
+
+    def __init__(self, url: str, settings: EtcdSettings) -> None:
+        session = requests.Session()
+        session.trust_env = settings.use_proxies
+        adapter = HTTPAdapter(
+            pool_connections=1, pool_maxsize=settings.per_host_pool_size, max_retries=0
+        )
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        if settings.ca_cert:
+            session.verify = settings.ca_cert
+        if settings.cert:
+            session.cert = (
+                (settings.cert, settings.cert_key) if settings.cert_key else settings.cert
+            )
+        self.url = url
+        self.base = url + "/v3"
+        self.session = session
+        self.token: str | None = None
+
+
+class _Refused(Exception):
+    """etcd answered with an error: ``code`` (gRPC status) and its description."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _refusal(response: requests.Response) -> _Refused | Unreachable:
+    """What an error answer means: the next member (502/503: no leader, stopping) or
+    etcd's refusal with its gRPC code."""
+    try:
+        detail = response.json()
+    except ValueError:
+        detail = {}
+    if not isinstance(detail, dict):
+        detail = {}
+    message = str(detail.get("message") or detail.get("error") or response.text).strip()
+    code = detail.get("code")
+    if response.status_code in (502, 503) or code in RETRY_ELSEWHERE:
+        return Unreachable(f"HTTP {response.status_code}: {message}")
+    if not isinstance(code, int):
+        code = UNAUTHENTICATED if response.status_code == 401 else UNKNOWN
+    return _Refused(code, message)
+
+
+class GatewayTransport:
+    """v3 requests through etcd's JSON gateway to the endpoints of ``settings.urls``.
+    Thread-safe.
+
+    :param settings: endpoints, ``read_timeout`` (seconds per endpoint and
+        attempt), TLS files, credentials, ``per_host_pool_size``, ``use_proxies``.
+    """
+
+    def __init__(self, settings: EtcdSettings) -> None:
+        self.settings = settings
+        self.endpoints: tuple[str, ...] = tuple(settings.urls)
+        self.failover: Failover[_Endpoint] = Failover(
+            [(url, _Endpoint(url, settings)) for url in self.endpoints], settings.read_timeout
+        )
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def __repr__(self) -> str:
+        return f"GatewayTransport(endpoints={self.endpoints!r})"
+
+    # -- one request -----------------------------------------------------------
+
+    def call(self, request: Request, key: str | None = None) -> Result:
+        """Send ``request`` to the first member that answers; see :class:`.transport.Transport`."""
+        path, to_json, decoder, to_result = _CALLS[type(request)]
+        body = json.dumps(to_json(request))
+
+        def send(member: _Endpoint) -> Result:
+            return to_result(decoder.decode(self._post(member, path, body, key)))  # type: ignore[no-any-return]
+
+        try:
+            return self.failover.attempt(send, key)
+        except msgspec.DecodeError as exc:  # pragma: no cover - _post checks the JSON
+            raise EtcdError(f"not an etcd v3 answer: {exc}", key=key) from exc
+
+    def _post(self, member: _Endpoint, path: str, body: str, key: str | None) -> bytes:
+        """POST ``body`` to ``member``; the answer's bytes, checked to be JSON.
+
+        :raises Unreachable: refused, reset, timed out, or 502/503.
+        :raises EtcdError: etcd refused the request.
+        """
+        timeout = self.settings.read_timeout
+        for attempt in (0, 1):
+            if self.settings.username and member.token is None:
+                self._authenticate(member)
+            try:
+                response = member.session.post(member.base + path, data=body, timeout=timeout)
+            except requests.Timeout as exc:
+                raise Unreachable(str(exc), timed_out=True) from None
+            except requests.RequestException as exc:  # refused, reset, TLS, broken stream
+                raise Unreachable(str(exc)) from None
+            if response.status_code == 200:
+                content = response.content
+                if not content.lstrip().startswith(b"{"):
+                    raise EtcdError(
+                        f"{member.url} did not answer with etcd v3 JSON: {response.text[:200]!r}",
+                        endpoints=(member.url,),
+                        key=key,
+                    )
+                return content
+            refusal = _refusal(response)
+            if isinstance(refusal, Unreachable):
+                raise refusal
+            if (
+                attempt == 0
+                and self.settings.username
+                and needs_new_token(refusal.code, refusal.message)
+            ):
+                member.token = None  # the token expired: once more with a new one
+                continue
+            raise error_for(
+                refusal.code, refusal.message, endpoints=(member.url,), key=key
+            ) from refusal
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _authenticate(self, member: _Endpoint) -> None:
+        body = json.dumps(
+            {"name": self.settings.username, "password": self.settings.password or ""}
+        )
+        try:
+            response = member.session.post(
+                member.base + "/auth/authenticate", data=body, timeout=self.settings.read_timeout
+            )
+        except requests.Timeout as exc:
+            raise Unreachable(str(exc), timed_out=True) from None
+        except requests.RequestException as exc:
+            raise Unreachable(str(exc)) from None
+        if response.status_code != 200:
+            refusal = _refusal(response)
+            if isinstance(refusal, Unreachable):
+                raise refusal
+            raise EtcdAuthError(
+                f"authentication failed: {refusal.message}", endpoints=(member.url,)
+            )
+        member.token = str(response.json()["token"])
+        member.session.headers["Authorization"] = member.token
+
+    def forget_token(self, member: _Endpoint) -> None:
+        """Drop ``member``'s token: the next request authenticates again."""
+        member.token = None
+
+    # -- several requests ---------------------------------------------------------
+
+    def call_many(
+        self, requests: Sequence[Request], limit: int, key: str | None = None
+    ) -> list[Result | EtcdError]:
+        """Send ``requests`` from a pool of ``limit`` threads (HTTP/1.1 has one
+        request per connection at a time); each answer or error, in order."""
+
+        def one(request: Request) -> Result | EtcdError:
+            try:
+                return self.call(request, key)
+            except EtcdError as exc:
+                return exc
+
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(limit, thread_name_prefix="link.etcd.v3")
+            pool = self._pool
+        return list(pool.map(one, requests))
+
+    # -- watch ---------------------------------------------------------------------
+
+    def open_watch(self, create: WatchCreate, key: str | None = None) -> GatewayWatchStream:
+        """A ``/v3/watch`` stream on the member :attr:`failover` tries first.
+
+        :raises Unreachable: it did not answer the opening within ``read_timeout``.
+        """
+        _, member = next(self.failover.order())
+        body: dict[str, Any] = {"key": _b64(create.key), "range_end": _b64(create.range_end)}
+        if create.start_revision:
+            body["start_revision"] = create.start_revision
+        if create.prev_kv:
+            body["prev_kv"] = True
+        if self.settings.username and member.token is None:
+            self._authenticate(member)
+        try:
+            response = member.session.post(
+                member.base + "/watch",
+                data=json.dumps({"create_request": body}),
+                stream=True,
+                timeout=self.settings.read_timeout,  # to connect and to get the headers
+            )
+        except requests.RequestException as exc:  # refused, or hung: the next member
+            raise Unreachable(str(exc), timed_out=isinstance(exc, requests.Timeout)) from None
+        if response.status_code != 200:
+            with response:
+                refusal = _refusal(response)
+            if isinstance(refusal, Unreachable):
+                raise refusal
+            if needs_new_token(refusal.code, refusal.message):
+                member.token = None
+            raise error_for(refusal.code, refusal.message, endpoints=(member.url,), key=key)
+        return GatewayWatchStream(self, member, response)
+
+    def close(self) -> None:
+        """Close every session and the txn sender threads."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+        for member in self.failover.members:
+            member.session.close()
+
+
+def _socket(response: requests.Response) -> socket.socket | None:
+    """The socket a streamed ``response`` is read from, while it is open."""
+    connection = getattr(response.raw, "connection", None) or getattr(
+        response.raw, "_connection", None
+    )
+    return getattr(connection, "sock", None)
+
+
+class GatewayWatchStream:
+    """One ``/v3/watch`` stream: iterate for :class:`.protocol.WatchResult` s.
+
+    Its socket times out after :data:`WATCH_IDLE_SECONDS` without a byte (etcd's
+    gateway cannot ask for progress), so a member that hangs ends the stream and
+    the watch opens it again elsewhere.
+    """
+
+    def __init__(
+        self, transport: GatewayTransport, member: _Endpoint, response: requests.Response
+    ) -> None:
+        self._transport = transport
+        self._member = member
+        self._response = response
+        sock = _socket(response)
+        if sock is not None:
+            sock.settimeout(WATCH_IDLE_SECONDS)
+
+    def __iter__(self) -> Iterator[WatchResult]:
+        try:
+            with self._response as response:
+                for line in response.iter_lines():
+                    if not line:
+                        continue
+                    parsed = _WATCH_LINE.decode(line)
+                    if parsed.error is not None:
+                        raise Unreachable(str(parsed.error.get("message", parsed.error)))
+                    if parsed.result is not None:
+                        yield _watch_result(parsed.result)
+        except (requests.RequestException, AttributeError, ValueError, msgspec.DecodeError) as exc:
+            raise Unreachable(f"watch stream of {self._member.url} ended: {exc}") from None
+
+    def forget_token(self) -> None:
+        """The stream was refused for its token: authenticate again next time."""
+        self._transport.forget_token(self._member)
+
+    def cancel(self) -> None:
+        """End the stream from any thread: shut its socket down (``close()`` would
+        block on the reading thread's lock)."""
+        sock = _socket(self._response)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)

@@ -1,0 +1,547 @@
+"""The gRPC transport: etcd's native v3 API over grpcio, one channel per endpoint.
+
+Requests go to etcd's own method paths (``/etcdserverpb.KV/Txn`` …) as the
+messages of :mod:`.messages`.  Channels are made once per endpoint and reused;
+TLS uses ``ca_cert``, ``cert`` and ``cert_key``; with a ``username`` the token
+from ``Auth/Authenticate`` travels as the ``token`` metadata and is obtained
+again when etcd says it expired or the auth store changed.  The receive limit
+is lifted (gRPC's default 4 MiB breaks a read of 100,000 short keys); reads
+past :data:`~.engine.PAGE_SIZE` keys are paged anyway.  A watch stream silent
+for :data:`~link.etcd.backends.base.WATCH_IDLE_SECONDS` seconds asks etcd for a
+progress answer; a member that sends none within ``read_timeout`` hangs, and
+the stream ends so that the watch moves on.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import grpc
+
+from ...errors import EtcdAuthError, EtcdError
+from ...paths import decode_key
+from ...settings import EtcdSettings
+from ..base import WATCH_IDLE_SECONDS, KeyValue
+from . import messages as pb
+from .protocol import (
+    DEADLINE_EXCEEDED,
+    RETRY_ELSEWHERE,
+    Compaction,
+    CompactionResult,
+    Compare,
+    DeleteRange,
+    DeleteRangeResult,
+    LeaseGrant,
+    LeaseKeepAlive,
+    LeaseResult,
+    LeaseRevoke,
+    LeaseRevokeResult,
+    LeaseTimeToLive,
+    Member,
+    MemberList,
+    MemberListResult,
+    Op,
+    OpResult,
+    Put,
+    PutResult,
+    Range,
+    RangeResult,
+    Request,
+    Result,
+    Status,
+    StatusResult,
+    Txn,
+    TxnResult,
+    WatchCreate,
+    WatchEvent,
+    WatchResult,
+    error_for,
+    key_values,
+    needs_new_token,
+)
+from .transport import Failover, Unreachable
+
+_TARGETS = {"VERSION": 0, "CREATE": 1, "MOD": 2, "VALUE": 3, "LEASE": 4}
+_RESULTS = {"EQUAL": 0, "GREATER": 1, "LESS": 2, "NOT_EQUAL": 3}
+_UNION = {
+    "VERSION": "version",
+    "CREATE": "create_revision",
+    "MOD": "mod_revision",
+    "VALUE": "value",
+    "LEASE": "lease",
+}
+_EVENT_TYPES = ("PUT", "DELETE")
+
+
+# -- requests to messages -------------------------------------------------------
+
+
+def _range(r: Range) -> Any:
+    return pb.RangeRequest(
+        key=r.key,
+        range_end=r.range_end,
+        limit=r.limit,
+        revision=r.revision,
+        keys_only=r.keys_only,
+        count_only=r.count_only,
+    )
+
+
+def _request_op(op: Op) -> Any:
+    if type(op) is Put:
+        return pb.RequestOp(request_put=pb.PutRequest(key=op.key, value=op.value, lease=op.lease))
+    if type(op) is DeleteRange:
+        return pb.RequestOp(
+            request_delete_range=pb.DeleteRangeRequest(key=op.key, range_end=op.range_end)
+        )
+    return pb.RequestOp(request_range=_range(op))  # type: ignore[arg-type]
+
+
+def _compare(c: Compare) -> Any:
+    return pb.Compare(
+        key=c.key,
+        range_end=c.range_end,
+        target=_TARGETS[c.target],
+        result=_RESULTS[c.result],
+        **{_UNION[c.target]: c.value},
+    )
+
+
+def _txn(t: Txn) -> Any:
+    return pb.TxnRequest(
+        compare=[_compare(c) for c in t.compare],
+        success=[_request_op(op) for op in t.success],
+        failure=[_request_op(op) for op in t.failure],
+    )
+
+
+# -- messages to results ----------------------------------------------------------
+
+
+def _range_result(m: Any) -> RangeResult:
+    return RangeResult(m.header.revision, key_values(m.kvs), m.more, m.count)
+
+
+def _op_result(m: Any) -> OpResult:
+    which = m.WhichOneof("response")
+    if which == "response_range":
+        return _range_result(m.response_range)
+    if which == "response_put":
+        return PutResult(m.response_put.header.revision)
+    if which == "response_delete_range":
+        r = m.response_delete_range
+        return DeleteRangeResult(r.header.revision, r.deleted)
+    raise EtcdError(f"unexpected txn answer {which!r}")
+
+
+def _txn_result(m: Any) -> TxnResult:
+    return TxnResult(m.header.revision, m.succeeded, [_op_result(r) for r in m.responses])
+
+
+def _lease_result(m: Any) -> LeaseResult:
+    return LeaseResult(
+        m.header.revision,
+        m.ID,
+        m.TTL,
+        getattr(m, "grantedTTL", 0),
+        list(getattr(m, "keys", ())),
+    )
+
+
+def _status_result(m: Any) -> StatusResult:
+    return StatusResult(m.header.revision, m.version, m.header.member_id, m.leader, m.dbSize)
+
+
+def _member_list_result(m: Any) -> MemberListResult:
+    members = [Member(x.ID, x.name, tuple(x.peerURLs), tuple(x.clientURLs)) for x in m.members]
+    return MemberListResult(m.header.revision, members)
+
+
+#: Per request type: etcd's method path, request to message, answer class, message to result.
+_UNARY: dict[type, tuple[str, Callable[[Any], Any], Any, Callable[[Any], Any]]] = {
+    Range: ("/etcdserverpb.KV/Range", _range, pb.RangeResponse, _range_result),
+    Put: (
+        "/etcdserverpb.KV/Put",
+        lambda r: pb.PutRequest(key=r.key, value=r.value, lease=r.lease),
+        pb.PutResponse,
+        lambda m: PutResult(m.header.revision),
+    ),
+    DeleteRange: (
+        "/etcdserverpb.KV/DeleteRange",
+        lambda r: pb.DeleteRangeRequest(key=r.key, range_end=r.range_end),
+        pb.DeleteRangeResponse,
+        lambda m: DeleteRangeResult(m.header.revision, m.deleted),
+    ),
+    Txn: ("/etcdserverpb.KV/Txn", _txn, pb.TxnResponse, _txn_result),
+    Compaction: (
+        "/etcdserverpb.KV/Compact",
+        lambda r: pb.CompactionRequest(revision=r.revision, physical=r.physical),
+        pb.CompactionResponse,
+        lambda m: CompactionResult(m.header.revision),
+    ),
+    LeaseGrant: (
+        "/etcdserverpb.Lease/LeaseGrant",
+        lambda r: pb.LeaseGrantRequest(TTL=r.ttl, ID=r.id),
+        pb.LeaseGrantResponse,
+        _lease_result,
+    ),
+    LeaseRevoke: (
+        "/etcdserverpb.Lease/LeaseRevoke",
+        lambda r: pb.LeaseRevokeRequest(ID=r.id),
+        pb.LeaseRevokeResponse,
+        lambda m: LeaseRevokeResult(m.header.revision),
+    ),
+    LeaseTimeToLive: (
+        "/etcdserverpb.Lease/LeaseTimeToLive",
+        lambda r: pb.LeaseTimeToLiveRequest(ID=r.id, keys=r.keys),
+        pb.LeaseTimeToLiveResponse,
+        _lease_result,
+    ),
+    Status: (
+        "/etcdserverpb.Maintenance/Status",
+        lambda r: pb.StatusRequest(),
+        pb.StatusResponse,
+        _status_result,
+    ),
+    MemberList: (
+        "/etcdserverpb.Cluster/MemberList",
+        lambda r: pb.MemberListRequest(),
+        pb.MemberListResponse,
+        _member_list_result,
+    ),
+}
+_KEEPALIVE = "/etcdserverpb.Lease/LeaseKeepAlive"
+_WATCH = "/etcdserverpb.Watch/Watch"
+_AUTHENTICATE = "/etcdserverpb.Auth/Authenticate"
+
+
+def _watch_result(m: Any) -> WatchResult:
+    events = [
+        WatchEvent(
+            _EVENT_TYPES[e.type],
+            KeyValue(decode_key(e.kv.key), e.kv.value, e.kv.mod_revision),
+        )
+        for e in m.events
+    ]
+    return WatchResult(
+        m.header.revision, m.created, m.canceled, m.compact_revision, m.cancel_reason, events
+    )
+
+
+# -- channels ----------------------------------------------------------------------
+
+
+def _read(path: str | None) -> bytes | None:
+    if path is None:
+        return None
+    with open(path, "rb") as file:
+        return file.read()
+
+
+def _channel(url: str, settings: EtcdSettings) -> grpc.Channel:
+    parts = urlsplit(url)
+    target = parts.netloc
+    options = [
+        ("grpc.max_receive_message_length", -1),
+        ("grpc.max_send_message_length", -1),
+        ("grpc.enable_retries", 0),
+    ]
+    if parts.scheme != "https":
+        return grpc.insecure_channel(target, options)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=_read(settings.ca_cert),
+        private_key=_read(settings.cert_key or settings.cert),
+        certificate_chain=_read(settings.cert),
+    )
+    return grpc.secure_channel(target, credentials, options)
+
+
+class _Endpoint:
+    """One member: its channel, its method callables and the auth token it issued."""
+
+    def __init__(self, url: str, settings: EtcdSettings) -> None:
+        self.url = url
+        self.channel = _channel(url, settings)
+        self.token: str | None = None
+        self.unary = {
+            kind: self.channel.unary_unary(
+                path, request_serializer=_serialize, response_deserializer=answer.FromString
+            )
+            for kind, (path, _, answer, _) in _UNARY.items()
+        }
+        self.keepalive = self.channel.stream_stream(
+            _KEEPALIVE,
+            request_serializer=_serialize,
+            response_deserializer=pb.LeaseKeepAliveResponse.FromString,
+        )
+        self.watch = self.channel.stream_stream(
+            _WATCH, request_serializer=_serialize, response_deserializer=pb.WatchResponse.FromString
+        )
+        self.authenticate = self.channel.unary_unary(
+            _AUTHENTICATE,
+            request_serializer=_serialize,
+            response_deserializer=pb.AuthenticateResponse.FromString,
+        )
+
+
+def _serialize(message: Any) -> bytes:
+    return message.SerializeToString()  # type: ignore[no-any-return]
+
+
+def _code(exc: grpc.RpcError) -> tuple[int, str]:
+    code = exc.code() if hasattr(exc, "code") else None
+    details = exc.details() if hasattr(exc, "details") else None
+    return (code.value[0] if code is not None else 2), str(details or exc)
+
+
+class GrpcTransport:
+    """v3 requests over gRPC to the endpoints of ``settings.urls``.  Thread-safe.
+
+    :param settings: endpoints, ``read_timeout`` (seconds per endpoint and
+        attempt), TLS files and credentials.
+    """
+
+    def __init__(self, settings: EtcdSettings) -> None:
+        self.settings = settings
+        self.endpoints: tuple[str, ...] = tuple(settings.urls)
+        self.failover: Failover[_Endpoint] = Failover(
+            [(url, _Endpoint(url, settings)) for url in self.endpoints], settings.read_timeout
+        )
+        self._auth_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"GrpcTransport(endpoints={self.endpoints!r})"
+
+    # -- auth --------------------------------------------------------------------
+
+    def _metadata(self, member: _Endpoint) -> tuple[tuple[str, str], ...] | None:
+        if not self.settings.username:
+            return None
+        if member.token is None:
+            self._authenticate(member)
+        return (("token", member.token or ""),)
+
+    def _authenticate(self, member: _Endpoint) -> None:
+        request = pb.AuthenticateRequest(
+            name=self.settings.username, password=self.settings.password or ""
+        )
+        with self._auth_lock:
+            try:
+                answer = member.authenticate(request, timeout=self.settings.read_timeout)
+            except grpc.RpcError as exc:
+                code, details = _code(exc)
+                if code in RETRY_ELSEWHERE:
+                    raise Unreachable(details, timed_out=code == DEADLINE_EXCEEDED) from None
+                raise EtcdAuthError(
+                    f"authentication failed: {details}", endpoints=(member.url,)
+                ) from None
+            member.token = answer.token
+
+    def forget_token(self, member: _Endpoint) -> None:
+        """Drop ``member``'s token: the next request authenticates again."""
+        member.token = None
+
+    # -- unary calls ---------------------------------------------------------------
+
+    def call(self, request: Request, key: str | None = None) -> Result:
+        """Send ``request`` to the first member that answers; see :class:`.transport.Transport`."""
+        if type(request) is LeaseKeepAlive:
+            return self.keepalive(request.id)
+        kind = type(request)
+        _, to_message, _, to_result = _UNARY[kind]
+        message = to_message(request)
+
+        def send(member: _Endpoint) -> Result:
+            answer = self._unary(member, kind, message, key)
+            return to_result(answer)  # type: ignore[no-any-return]
+
+        return self.failover.attempt(send, key)
+
+    def _unary(self, member: _Endpoint, kind: type, message: Any, key: str | None) -> Any:
+        for attempt in (0, 1):
+            try:
+                return member.unary[kind](
+                    message, timeout=self.settings.read_timeout, metadata=self._metadata(member)
+                )
+            except grpc.RpcError as exc:
+                self._raise(member, exc, key, retry_token=attempt == 0)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _raise(
+        self, member: _Endpoint, exc: grpc.RpcError, key: str | None, retry_token: bool
+    ) -> None:
+        """Translate a failed call; returns (instead of raising) when a new token was
+        obtained and the call should be sent once more."""
+        code, details = _code(exc)
+        if code in RETRY_ELSEWHERE:
+            raise Unreachable(details, timed_out=code == DEADLINE_EXCEEDED) from None
+        if retry_token and self.settings.username and needs_new_token(code, details):
+            self._authenticate(member)
+            return
+        raise error_for(code, details, endpoints=(member.url,), key=key) from exc
+
+    def call_many(
+        self, requests: Sequence[Request], limit: int, key: str | None = None
+    ) -> list[Result | EtcdError]:
+        """Send ``requests`` as gRPC futures on the current member, at most ``limit``
+        unanswered at once; one that fails for the member's sake goes through
+        :meth:`call` (failover) on its own."""
+        results: list[Result | EtcdError] = []
+        pending: deque[tuple[Request, Any]] = deque()
+        index, member = next(self.failover.order())
+        try:
+            metadata = self._metadata(member)
+        except (Unreachable, EtcdError):
+            metadata = None
+        for request in requests:
+            if len(pending) >= limit:
+                results.append(self._finish(*pending.popleft(), key))
+            _, to_message, _, _ = _UNARY[type(request)]
+            future = member.unary[type(request)].future(
+                to_message(request), timeout=self.settings.read_timeout, metadata=metadata
+            )
+            pending.append((request, future))
+        while pending:
+            results.append(self._finish(*pending.popleft(), key))
+        return results
+
+    def _finish(self, request: Request, future: Any, key: str | None) -> Result | EtcdError:
+        to_result = _UNARY[type(request)][3]
+        try:
+            return to_result(future.result())  # type: ignore[no-any-return]
+        except grpc.RpcError:
+            pass  # the member failed or the token expired: the full path decides
+        try:
+            return self.call(request, key)
+        except EtcdError as exc:
+            return exc
+
+    def keepalive(self, lease_id: int) -> LeaseResult:
+        """One ``Lease/LeaseKeepAlive`` exchange on a short-lived stream."""
+
+        def send(member: _Endpoint) -> LeaseResult:
+            for attempt in (0, 1):
+                try:
+                    answers = member.keepalive(
+                        iter([pb.LeaseKeepAliveRequest(ID=lease_id)]),
+                        timeout=self.settings.read_timeout,
+                        metadata=self._metadata(member),
+                    )
+                    for answer in answers:
+                        return _lease_result(answer)
+                    raise Unreachable("the keepalive stream ended without an answer")
+                except grpc.RpcError as exc:
+                    self._raise(member, exc, None, retry_token=attempt == 0)
+            raise AssertionError("unreachable")  # pragma: no cover
+
+        return self.failover.attempt(send)
+
+    # -- watch ---------------------------------------------------------------------
+
+    def open_watch(self, create: WatchCreate, key: str | None = None) -> GrpcWatchStream:
+        """A watch stream on the member :attr:`failover` tries first.
+
+        :raises Unreachable: its channel did not become ready within ``read_timeout``.
+        """
+        _, member = next(self.failover.order())
+        try:
+            grpc.channel_ready_future(member.channel).result(timeout=self.settings.read_timeout)
+        except grpc.FutureTimeoutError:
+            raise Unreachable(f"{member.url} did not accept a watch", timed_out=True) from None
+        message = pb.WatchRequest(
+            create_request=pb.WatchCreateRequest(
+                key=create.key,
+                range_end=create.range_end,
+                start_revision=create.start_revision,
+                prev_kv=create.prev_kv,
+            )
+        )
+        return GrpcWatchStream(self, member, message, key)
+
+    def close(self) -> None:
+        """Close every channel."""
+        for member in self.failover.members:
+            member.channel.close()
+
+
+class GrpcWatchStream:
+    """One ``Watch/Watch`` stream: iterate for :class:`.protocol.WatchResult` s.
+
+    A watchdog thread sends a ``progress_request`` after
+    :data:`~link.etcd.backends.base.WATCH_IDLE_SECONDS` without an answer; when
+    none comes within ``read_timeout`` either, the member hangs (stopped, cut
+    off) and the iteration raises :class:`.transport.Unreachable`.
+    """
+
+    def __init__(
+        self, transport: GrpcTransport, member: _Endpoint, create: Any, key: str | None
+    ) -> None:
+        self._transport = transport
+        self._member = member
+        self._key = key
+        self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._requests.put(create)
+        self._last = time.monotonic()
+        self._done = threading.Event()
+        self._hung = False
+        self._call = member.watch(
+            iter(self._requests.get, None), metadata=transport._metadata(member)
+        )
+        self._watchdog = threading.Thread(
+            target=self._watch_dog, name=f"link.etcd.watchdog {member.url}", daemon=True
+        )
+        self._watchdog.start()
+
+    def _watch_dog(self) -> None:
+        timeout = self._transport.settings.read_timeout
+        while not self._done.wait(max(0.0, self._last + WATCH_IDLE_SECONDS - time.monotonic())):
+            if time.monotonic() - self._last < WATCH_IDLE_SECONDS:
+                continue  # an answer came meanwhile
+            seen = self._last
+            self._requests.put(pb.WatchRequest(progress_request=pb.WatchProgressRequest()))
+            if self._done.wait(timeout):
+                return
+            if self._last == seen:
+                self._hung = True
+                self._call.cancel()
+                return
+
+    def __iter__(self) -> Iterator[WatchResult]:
+        try:
+            for message in self._call:
+                self._last = time.monotonic()
+                yield _watch_result(message)
+        except grpc.RpcError as exc:
+            code, details = _code(exc)
+            if self._hung:
+                raise Unreachable(f"{self._member.url} sent nothing", timed_out=True) from None
+            if code == 1:  # CANCELLED: by cancel()
+                return
+            if code in RETRY_ELSEWHERE:
+                raise Unreachable(details, timed_out=code == DEADLINE_EXCEEDED) from None
+            if needs_new_token(code, details):
+                self._transport.forget_token(self._member)
+            raise error_for(code, details, endpoints=(self._member.url,), key=self._key) from exc
+        finally:
+            self._stop()
+        if self._hung:
+            raise Unreachable(f"{self._member.url} sent nothing", timed_out=True)
+
+    def _stop(self) -> None:
+        self._done.set()
+        self._requests.put(None)
+
+    def forget_token(self) -> None:
+        """The stream was refused for its token: authenticate again next time."""
+        self._transport.forget_token(self._member)
+
+    def cancel(self) -> None:
+        """End the stream (from any thread); a blocked iteration returns."""
+        self._stop()
+        self._call.cancel()

@@ -1,0 +1,365 @@
+"""The etcd v3 API as typed values, with no I/O: what the engine asks, what etcd answers.
+
+Requests are the calls of etcd's ``KV``, ``Watch``, ``Lease``, ``Auth``,
+``Cluster`` and ``Maintenance`` services that link.etcd uses; each transport
+(:mod:`.grpc`, :mod:`.gateway`) turns them into its wire format and the answers
+back into the ``*Result`` values here.  Keys and values are ``bytes`` on the way
+in (see :func:`link.etcd.paths.encode_key`); read keys come back as ``str``
+(:func:`link.etcd.paths.decode_key`) in :class:`~link.etcd.backends.base.KeyValue`.
+
+Errors: etcd answers a failed call with a gRPC status code (on gRPC, and in the
+``code`` field of the gateway's JSON), and :data:`ERRORS` maps that code to our
+exception class; :func:`error_for` builds the exception.  etcd gives
+``INVALID_ARGUMENT`` both to malformed requests and to a few authentication
+failures, so those few are told apart by etcd's fixed error descriptions
+(:data:`AUTH_FAILURES`, :data:`TOKEN_EXPIRED`), as etcd's own Go client does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeAlias
+
+from ...errors import (
+    EtcdAuthError,
+    EtcdCompacted,
+    EtcdError,
+    EtcdInvalidTree,
+    EtcdPermissionDenied,
+)
+from ...paths import decode_key
+from ..base import KeyValue
+
+# -- requests -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """``KV/Range``: the key ``key``, or the keys in ``[key, range_end)``.
+
+    :param limit: most keys returned (0: all); ``more`` says whether more exist.
+    :param revision: read as of this store revision (0: the latest).
+    """
+
+    key: bytes
+    range_end: bytes = b""
+    limit: int = 0
+    revision: int = 0
+    keys_only: bool = False
+    count_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """``KV/Put``: store ``value`` at ``key``, attached to lease ``lease`` (0: none)."""
+
+    key: bytes
+    value: bytes
+    lease: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteRange:
+    """``KV/DeleteRange``: delete ``key``, or every key in ``[key, range_end)``."""
+
+    key: bytes
+    range_end: bytes = b""
+
+
+#: The operations a txn may carry.
+Op: TypeAlias = "Range | Put | DeleteRange"
+
+#: ``Compare.target`` values (etcd's ``CompareTarget``).
+VERSION, CREATE, MOD, VALUE, LEASE = "VERSION", "CREATE", "MOD", "VALUE", "LEASE"
+#: ``Compare.result`` values (etcd's ``CompareResult``).
+EQUAL, GREATER, LESS, NOT_EQUAL = "EQUAL", "GREATER", "LESS", "NOT_EQUAL"
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    """One txn guard: ``target`` of ``key`` (every key of ``[key, range_end)`` when
+    ``range_end`` is given) compared with ``value`` by ``result``.
+
+    :param target: ``MOD``, ``CREATE``, ``VERSION`` (int ``value``), ``VALUE``
+        (bytes) or ``LEASE`` (int).
+    :param result: ``EQUAL``, ``NOT_EQUAL``, ``LESS`` or ``GREATER``.
+    """
+
+    key: bytes
+    target: str
+    result: str
+    value: int | bytes
+    range_end: bytes = b""
+
+
+def unchanged_since(revision: int, key: bytes, end: bytes = b"") -> Compare:
+    """The compare "every key in ``[key, end)`` (or ``key`` alone) has a mod revision
+    at most ``revision``": true for keys that do not exist."""
+    return Compare(key, MOD, LESS, revision + 1, end)
+
+
+@dataclass(frozen=True, slots=True)
+class Txn:
+    """``KV/Txn``: if every ``compare`` holds, apply ``success``, else ``failure``."""
+
+    compare: Sequence[Compare]
+    success: Sequence[Op]
+    failure: Sequence[Op] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Compaction:
+    """``KV/Compact``: discard the history before ``revision``."""
+
+    revision: int
+    physical: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseGrant:
+    """``Lease/LeaseGrant``: a lease of ``ttl`` seconds (``id`` 0: etcd picks one)."""
+
+    ttl: int
+    id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRevoke:
+    """``Lease/LeaseRevoke``: end lease ``id`` and delete its keys."""
+
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseKeepAlive:
+    """``Lease/LeaseKeepAlive``: one refresh of lease ``id``."""
+
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseTimeToLive:
+    """``Lease/LeaseTimeToLive``: the remaining TTL of ``id`` (and its keys with ``keys``)."""
+
+    id: int
+    keys: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """``Maintenance/Status`` of the member that answers."""
+
+
+@dataclass(frozen=True, slots=True)
+class MemberList:
+    """``Cluster/MemberList``."""
+
+
+@dataclass(frozen=True, slots=True)
+class WatchCreate:
+    """``Watch/Watch`` create request: events of ``[key, range_end)`` from
+    ``start_revision`` (0: from now on)."""
+
+    key: bytes
+    range_end: bytes = b""
+    start_revision: int = 0
+    prev_kv: bool = False
+
+
+#: Every unary request a transport must carry.
+Request: TypeAlias = (
+    "Range | Put | DeleteRange | Txn | Compaction | LeaseGrant | LeaseRevoke"
+    " | LeaseKeepAlive | LeaseTimeToLive | Status | MemberList"
+)
+
+# -- answers ------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RangeResult:
+    """A ``RangeResponse``: ``kvs`` sorted by key; ``count`` all keys in the range."""
+
+    revision: int
+    kvs: list[KeyValue] = field(default_factory=list)
+    more: bool = False
+    count: int = 0
+
+
+@dataclass(slots=True)
+class PutResult:
+    """A ``PutResponse``."""
+
+    revision: int
+
+
+@dataclass(slots=True)
+class DeleteRangeResult:
+    """A ``DeleteRangeResponse``: how many keys were deleted."""
+
+    revision: int
+    deleted: int = 0
+
+
+def key_values(kvs: Iterable[Any]) -> list[KeyValue]:
+    """:class:`KeyValue` s of parsed ``mvccpb.KeyValue`` s (anything with ``key``,
+    ``value`` and ``mod_revision``: protobuf messages, the gateway's structs)."""
+    new = tuple.__new__  # KeyValue(...) without its Python-level __new__: the read hot path
+    return [new(KeyValue, (decode_key(kv.key), kv.value, kv.mod_revision)) for kv in kvs]
+
+
+#: The answer to one txn operation.
+OpResult: TypeAlias = "RangeResult | PutResult | DeleteRangeResult"
+
+
+@dataclass(slots=True)
+class TxnResult:
+    """A ``TxnResponse``: whether the compares held, and one answer per applied op."""
+
+    revision: int
+    succeeded: bool
+    responses: list[OpResult] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class CompactionResult:
+    revision: int
+
+
+@dataclass(slots=True)
+class LeaseResult:
+    """``LeaseGrant``, ``LeaseKeepAlive`` and ``LeaseTimeToLive`` answers.
+
+    :attr ttl: seconds left (-1: the lease does not exist or expired).
+    :attr granted_ttl: seconds granted (``LeaseTimeToLive`` only).
+    :attr keys: the keys attached (``LeaseTimeToLive`` with ``keys`` only).
+    """
+
+    revision: int
+    id: int
+    ttl: int
+    granted_ttl: int = 0
+    keys: list[bytes] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class LeaseRevokeResult:
+    revision: int
+
+
+@dataclass(slots=True)
+class StatusResult:
+    """A ``StatusResponse``: the member's etcd version, id, and the leader's id."""
+
+    revision: int
+    version: str
+    member_id: int
+    leader: int
+    db_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    id: int
+    name: str
+    peer_urls: tuple[str, ...]
+    client_urls: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class MemberListResult:
+    revision: int
+    members: list[Member]
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    """One event of a watch answer: ``type`` is ``'PUT'`` or ``'DELETE'``."""
+
+    type: str
+    kv: KeyValue
+
+
+@dataclass(slots=True)
+class WatchResult:
+    """One ``WatchResponse`` of a watch stream.
+
+    :attr revision: the store revision the answer was sent at.
+    :attr compact_revision: when ``canceled`` because the start revision was
+        compacted, the oldest revision still kept.
+    """
+
+    revision: int
+    created: bool = False
+    canceled: bool = False
+    compact_revision: int = 0
+    cancel_reason: str = ""
+    events: list[WatchEvent] = field(default_factory=list)
+
+
+#: Every answer a unary request may get.
+Result: TypeAlias = (
+    "RangeResult | PutResult | DeleteRangeResult | TxnResult | CompactionResult | LeaseResult"
+    " | LeaseRevokeResult | StatusResult | MemberListResult"
+)
+
+# -- errors -------------------------------------------------------------------
+
+#: gRPC status codes (``grpc/codes``), as etcd uses them.
+CANCELLED: Final = 1
+UNKNOWN: Final = 2
+INVALID_ARGUMENT: Final = 3
+DEADLINE_EXCEEDED: Final = 4
+NOT_FOUND: Final = 5
+PERMISSION_DENIED: Final = 7
+RESOURCE_EXHAUSTED: Final = 8
+FAILED_PRECONDITION: Final = 9
+OUT_OF_RANGE: Final = 11
+UNAVAILABLE: Final = 14
+UNAUTHENTICATED: Final = 16
+
+#: Codes after which the next endpoint is tried: the member is down, has no
+#: leader, or did not answer in time.
+RETRY_ELSEWHERE: Final = frozenset({UNAVAILABLE, DEADLINE_EXCEEDED})
+
+#: Exception class per status code; codes not listed raise :class:`EtcdError`.
+ERRORS: Final[dict[int, type[EtcdError]]] = {
+    INVALID_ARGUMENT: EtcdInvalidTree,  # too large, too many operations, duplicate key
+    PERMISSION_DENIED: EtcdPermissionDenied,
+    UNAUTHENTICATED: EtcdAuthError,
+    OUT_OF_RANGE: EtcdCompacted,  # a revision compacted (or not yet written)
+}
+
+#: etcd's descriptions of ``INVALID_ARGUMENT`` errors that are about credentials
+#: (etcd's ``rpctypes``: wrong password, no user given while auth is on).
+AUTH_FAILURES: Final = ("authentication failed", "user name is empty", "user name not found")
+#: Descriptions meaning "get a new token and try again" (``UNAUTHENTICATED`` always
+#: means that too): the token expired, or the auth store changed since it was issued.
+TOKEN_EXPIRED: Final = ("invalid auth token", "auth store is old", "revision of auth store")
+
+
+def needs_new_token(code: int, message: str) -> bool:
+    """True when etcd refused the call because of the token, not the user."""
+    return code == UNAUTHENTICATED or (
+        code == INVALID_ARGUMENT and any(text in message for text in TOKEN_EXPIRED)
+    )
+
+
+def error_for(
+    code: int, message: str, *, endpoints: Sequence[str] = (), key: str | None = None
+) -> EtcdError:
+    """The exception for an etcd error answer (returned, for the caller to raise ``from``).
+
+    :param code: the gRPC status code.
+    :param message: etcd's description (``etcdserver: request is too large``).
+    """
+    message = message.strip()
+    where: dict[str, Any] = {"endpoints": endpoints, "key": key}
+    if code == INVALID_ARGUMENT and any(text in message for text in AUTH_FAILURES):
+        return EtcdAuthError(f"authentication failed: {message}", **where)
+    cls = ERRORS.get(code, EtcdError)
+    if cls is EtcdInvalidTree:
+        return EtcdInvalidTree(f"etcd rejected the request: {message}", **where)
+    if cls is EtcdError:
+        return EtcdError(f"etcd error (gRPC code {code}): {message}", **where)
+    return cls(message, **where)
