@@ -6,8 +6,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS ?= test,pydantic,b3j0f,dev
+# the oldest protobuf supported; the main venv gets the newest
+PROTOBUF_OLDEST ?= 4.21.12
+OLD := .venv-protobuf-oldest
+OLD_STAMP := $(OLD)/.installed
 
-.PHONY: venv demo test b3j0f-suite lint bench clean
+.PHONY: venv demo test test-protobuf-oldest b3j0f-suite lint bench clean
 
 venv: $(STAMP)
 
@@ -20,9 +24,21 @@ $(STAMP): pyproject.toml setup.py _link_etcd_hook.py link_etcd_b3j0f.pth
 demo: $(STAMP)
 	$(BIN)/python -m link.etcd.demo
 
-test: $(STAMP)
+test: $(STAMP) $(OLD_STAMP)
 	$(BIN)/python tools/run_b3j0f_suite.py
 	$(BIN)/python -m pytest
+	$(MAKE) --no-print-directory test-protobuf-oldest
+
+$(OLD_STAMP): pyproject.toml setup.py
+	$(PYTHON) -m venv $(OLD)
+	$(OLD)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(OLD)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]' 'protobuf==$(PROTOBUF_OLDEST)'
+	touch $(OLD_STAMP)
+
+# the v3 suite (both transports) on the oldest protobuf link.etcd supports
+test-protobuf-oldest: $(OLD_STAMP)
+	$(OLD)/bin/python -c "import google.protobuf as p; assert p.__version__ == '$(PROTOBUF_OLDEST)', p.__version__"
+	$(OLD)/bin/python -m pytest -q -p no:cacheprovider tests/test_v3_transports.py tests/test_middleware.py tests/test_watch.py -k "not v2"
 
 b3j0f-suite: $(STAMP)
 	$(BIN)/python tools/run_b3j0f_suite.py
@@ -36,4 +52,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench --profile
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(OLD) build *.egg-info .pytest_cache .hypothesis .mypy_cache .ruff_cache

@@ -3,6 +3,8 @@
 import os
 import queue
 import signal
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -137,9 +139,13 @@ def test_tls_without_ca_fails_cleanly(tls: tuple[EtcdServer, dict[str, str]]) ->
     assert server.endpoint in str(info.value)
 
 
+TOKEN_TTL = 2
+
+
 @pytest.fixture(scope="module")
 def auth_server() -> Iterator[EtcdServer]:
-    with EtcdServer(enable_v2=False) as server:
+    # tokens live 2 s, so that the tests below outlive them
+    with EtcdServer(enable_v2=False, extra_args=[f"--auth-token-ttl={TOKEN_TTL}"]) as server:
         server.etcdctl("user", "add", "app", "--new-user-password=app-pw", "--interactive=false")
         server.etcdctl("role", "add", "app-role")
         server.etcdctl(
@@ -151,28 +157,89 @@ def auth_server() -> Iterator[EtcdServer]:
         yield server
 
 
-def test_auth_username_password(auth_server: EtcdServer) -> None:
-    client = EtcdMiddleware(endpoints=[auth_server.endpoint], username="app", password="app-pw")
+TRANSPORTS = ["grpc", "gateway"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_auth_username_password(auth_server: EtcdServer, transport: str) -> None:
+    client = EtcdMiddleware(
+        endpoints=[auth_server.endpoint], username="app", password="app-pw", transport=transport
+    )
     client["/app"] = DOC
     assert client["/app"] == DOC
-    assert "app-pw" not in repr(client)
+    token = client.backend.transport.failover.members[0].token  # type: ignore[attr-defined]
+    assert token
+    for text in (repr(client), repr(client.backend), repr(client.backend.transport)):  # type: ignore[attr-defined]
+        assert "app-pw" not in text and token not in text
 
 
-def test_auth_wrong_password(auth_server: EtcdServer) -> None:
-    client = EtcdMiddleware(endpoints=[auth_server.endpoint], username="app", password="nope")
-    with pytest.raises(EtcdAuthError):
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_auth_token_obtained_again_when_it_expires(auth_server: EtcdServer, transport: str) -> None:
+    client = EtcdMiddleware(
+        endpoints=[auth_server.endpoint], username="app", password="app-pw", transport=transport
+    )
+    client["/app/t"] = 1
+    first = client.backend.transport.failover.members[0].token  # type: ignore[attr-defined]
+    time.sleep(TOKEN_TTL + 1.5)  # etcd has dropped the token
+    client["/app/t"] = 2
+    assert client["/app/t"] == 2
+    assert client.backend.transport.failover.members[0].token != first  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_watch_outlives_its_token(auth_server: EtcdServer, transport: str) -> None:
+    client = EtcdMiddleware(
+        endpoints=[auth_server.endpoint], username="app", password="app-pw", transport=transport
+    )
+    client["/app/w"] = 0
+    seen: queue.Queue[Any] = queue.Queue()
+    with client.watch_tree("/app/w", lambda value, revision: seen.put(value)):
+        assert seen.get(timeout=10) == 0
+        time.sleep(TOKEN_TTL + 1.5)
+        client["/app/w"] = 1  # with a new token; the stream was opened with the old one
+        assert seen.get(timeout=10) == 1
+        # a new stream (as after a reconnect) must authenticate again, too
+        client.backend.transport.failover.members[0].token = "expired"  # type: ignore[attr-defined]
+        stream = client.watch("/app/w")
+        events: queue.Queue[Any] = queue.Queue()
+        thread = threading.Thread(target=lambda: [events.put(e) for e in stream], daemon=True)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 10
+            value = 2
+            while events.empty():
+                assert time.monotonic() < deadline, "the watch never delivered an event"
+                client["/app/w"] = value
+                value += 1
+                time.sleep(0.3)
+        finally:
+            stream.cancel()
+            thread.join(5)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_auth_wrong_password(auth_server: EtcdServer, transport: str) -> None:
+    client = EtcdMiddleware(
+        endpoints=[auth_server.endpoint], username="app", password="nope", transport=transport
+    )
+    with pytest.raises(EtcdAuthError) as info:
         client["/app"]
+    assert "nope" not in str(info.value)
 
 
-def test_auth_permission_denied(auth_server: EtcdServer) -> None:
-    client = EtcdMiddleware(endpoints=[auth_server.endpoint], username="app", password="app-pw")
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_auth_permission_denied(auth_server: EtcdServer, transport: str) -> None:
+    client = EtcdMiddleware(
+        endpoints=[auth_server.endpoint], username="app", password="app-pw", transport=transport
+    )
     with pytest.raises(EtcdPermissionDenied):
         client["/other"] = 1
 
 
-def test_auth_required(auth_server: EtcdServer) -> None:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_auth_required(auth_server: EtcdServer, transport: str) -> None:
     with pytest.raises(EtcdAuthError):
-        EtcdMiddleware(endpoints=[auth_server.endpoint])["/app"]
+        EtcdMiddleware(endpoints=[auth_server.endpoint], transport=transport)["/app"]
 
 
 def test_server_restart_is_survived(etcd_server: Any) -> None:
