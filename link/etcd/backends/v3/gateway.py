@@ -26,43 +26,7 @@ from requests.adapters import HTTPAdapter
 from ...errors import EtcdAuthError, EtcdError
 from ...settings import EtcdSettings
 from ..base import WATCH_IDLE_SECONDS
-from .protocol import (
-    RETRY_ELSEWHERE,
-    UNAUTHENTICATED,
-    UNKNOWN,
-    Compaction,
-    CompactionResult,
-    Compare,
-    DeleteRange,
-    DeleteRangeResult,
-    LeaseGrant,
-    LeaseKeepAlive,
-    LeaseResult,
-    LeaseRevoke,
-    LeaseRevokeResult,
-    LeaseTimeToLive,
-    Member,
-    MemberList,
-    MemberListResult,
-    Op,
-    OpResult,
-    Put,
-    PutResult,
-    Range,
-    RangeResult,
-    Request,
-    Result,
-    Status,
-    StatusResult,
-    Txn,
-    TxnResult,
-    WatchCreate,
-    WatchEvent,
-    WatchResult,
-    error_for,
-    key_values,
-    needs_new_token,
-)
+from . import protocol as v3
 from .transport import Failover, Unreachable
 
 
@@ -73,7 +37,7 @@ def _b64(data: bytes) -> str:
 # -- requests to JSON -----------------------------------------------------------
 
 
-def _range(r: Range) -> dict[str, Any]:
+def _range(r: v3.Range) -> dict[str, Any]:
     body: dict[str, Any] = {"key": _b64(r.key)}
     if r.range_end:
         body["range_end"] = _b64(r.range_end)
@@ -88,51 +52,42 @@ def _range(r: Range) -> dict[str, Any]:
     return body
 
 
-def _put(r: Put) -> dict[str, Any]:
+def _put(r: v3.Put) -> dict[str, Any]:
     body = {"key": _b64(r.key), "value": _b64(r.value)}
     if r.lease:
         body["lease"] = str(r.lease)
     return body
 
 
-def _delete(r: DeleteRange) -> dict[str, Any]:
+def _delete(r: v3.DeleteRange) -> dict[str, Any]:
     body = {"key": _b64(r.key)}
     if r.range_end:
         body["range_end"] = _b64(r.range_end)
     return body
 
 
-def _op(op: Op) -> dict[str, Any]:
-    if type(op) is Put:
+def _op(op: v3.Op) -> dict[str, Any]:
+    if type(op) is v3.Put:
         return {"request_put": _put(op)}
-    if type(op) is DeleteRange:
+    if type(op) is v3.DeleteRange:
         return {"request_delete_range": _delete(op)}
     return {"request_range": _range(op)}  # type: ignore[arg-type]
 
 
-_UNION = {
-    "VERSION": "version",
-    "CREATE": "create_revision",
-    "MOD": "mod_revision",
-    "VALUE": "value",
-    "LEASE": "lease",
-}
-
-
-def _compare(c: Compare) -> dict[str, Any]:
+def _compare(c: v3.Compare) -> dict[str, Any]:
     value = c.value
     body: dict[str, Any] = {
         "key": _b64(c.key),
         "target": c.target,
         "result": c.result,
-        _UNION[c.target]: _b64(value) if isinstance(value, bytes) else str(value),
+        v3.TARGET_FIELDS[c.target]: _b64(value) if isinstance(value, bytes) else str(value),
     }
     if c.range_end:
         body["range_end"] = _b64(c.range_end)
     return body
 
 
-def _txn(t: Txn) -> dict[str, Any]:
+def _txn(t: v3.Txn) -> dict[str, Any]:
     return {
         "compare": [_compare(c) for c in t.compare],
         "success": [_op(op) for op in t.success],
@@ -237,96 +192,98 @@ def _decoder(kind: type) -> msgspec.json.Decoder[Any]:
     return msgspec.json.Decoder(kind, strict=False)
 
 
-def _range_result(m: _Range) -> RangeResult:
-    return RangeResult(m.header.revision, key_values(m.kvs), m.more, m.count)
+def _range_result(m: _Range) -> v3.RangeResult:
+    return v3.RangeResult(m.header.revision, v3.key_values(m.kvs), m.more, m.count)
 
 
-def _op_result(m: _ResponseOp) -> OpResult:
+def _op_result(m: _ResponseOp) -> v3.OpResult:
     if m.response_range is not None:
         return _range_result(m.response_range)
     if m.response_delete_range is not None:
-        return DeleteRangeResult(
+        return v3.DeleteRangeResult(
             m.response_delete_range.header.revision, m.response_delete_range.deleted
         )
     if m.response_put is not None:
-        return PutResult(m.response_put.header.revision)
-    return RangeResult(0)  # an empty range answer is an empty object
+        return v3.PutResult(m.response_put.header.revision)
+    return v3.RangeResult(0)  # an empty range answer is an empty object
 
 
-def _lease_result(m: _Lease) -> LeaseResult:
-    return LeaseResult(m.header.revision, m.ID, m.TTL, m.grantedTTL, m.keys)
+def _lease_result(m: _Lease) -> v3.LeaseResult:
+    return v3.LeaseResult(m.header.revision, m.ID, m.TTL, m.grantedTTL, m.keys)
 
 
 #: Per request type: the gateway path, request to JSON, answer decoder, answer to result.
 _CALLS: dict[type, tuple[str, Any, msgspec.json.Decoder[Any], Any]] = {
-    Range: ("/kv/range", _range, _decoder(_Range), _range_result),
-    Put: ("/kv/put", _put, _decoder(_HeaderOnly), lambda m: PutResult(m.header.revision)),
-    DeleteRange: (
+    v3.Range: ("/kv/range", _range, _decoder(_Range), _range_result),
+    v3.Put: ("/kv/put", _put, _decoder(_HeaderOnly), lambda m: v3.PutResult(m.header.revision)),
+    v3.DeleteRange: (
         "/kv/deleterange",
         _delete,
         _decoder(_Deleted),
-        lambda m: DeleteRangeResult(m.header.revision, m.deleted),
+        lambda m: v3.DeleteRangeResult(m.header.revision, m.deleted),
     ),
-    Txn: (
+    v3.Txn: (
         "/kv/txn",
         _txn,
         _decoder(_Txn),
-        lambda m: TxnResult(m.header.revision, m.succeeded, [_op_result(r) for r in m.responses]),
+        lambda m: v3.TxnResult(
+            m.header.revision, m.succeeded, [_op_result(r) for r in m.responses]
+        ),
     ),
-    Compaction: (
+    v3.Compaction: (
         "/kv/compaction",
         lambda r: {"revision": r.revision, "physical": r.physical},
         _decoder(_HeaderOnly),
-        lambda m: CompactionResult(m.header.revision),
+        lambda m: v3.CompactionResult(m.header.revision),
     ),
-    LeaseGrant: (
+    v3.LeaseGrant: (
         "/lease/grant",
         lambda r: {"TTL": str(r.ttl), "ID": str(r.id)},
         _decoder(_Lease),
         _lease_result,
     ),
-    LeaseRevoke: (
+    v3.LeaseRevoke: (
         "/lease/revoke",
         lambda r: {"ID": str(r.id)},
         _decoder(_HeaderOnly),
-        lambda m: LeaseRevokeResult(m.header.revision),
+        lambda m: v3.LeaseRevokeResult(m.header.revision),
     ),
-    LeaseKeepAlive: (
+    v3.LeaseKeepAlive: (
         "/lease/keepalive",
         lambda r: {"ID": str(r.id)},
         _decoder(_KeepAlive),
         lambda m: _lease_result(m.result),
     ),
-    LeaseTimeToLive: (
+    v3.LeaseTimeToLive: (
         "/lease/timetolive",
         lambda r: {"ID": str(r.id), "keys": r.keys},
         _decoder(_Lease),
         _lease_result,
     ),
-    Status: (
+    v3.Status: (
         "/maintenance/status",
         lambda r: {},
         _decoder(_Status),
-        lambda m: StatusResult(
+        lambda m: v3.StatusResult(
             m.header.revision, m.version, m.header.member_id, m.leader, m.dbSize
         ),
     ),
-    MemberList: (
+    v3.MemberList: (
         "/cluster/member/list",
         lambda r: {},
         _decoder(_Members),
-        lambda m: MemberListResult(
+        lambda m: v3.MemberListResult(
             m.header.revision,
-            [Member(x.ID, x.name, tuple(x.peerURLs), tuple(x.clientURLs)) for x in m.members],
+            [v3.Member(x.ID, x.name, tuple(x.peerURLs), tuple(x.clientURLs)) for x in m.members],
         ),
     ),
 }
 _WATCH_LINE = _decoder(_WatchLine)
 
 
-def _watch_result(m: _Watch) -> WatchResult:
-    events = [WatchEvent(e.type, key_values([e.kv])[0]) for e in m.events]
-    return WatchResult(
+def _watch_result(m: _Watch) -> v3.WatchResult:
+    events = [v3.WatchEvent(e.type, v3.key_values([e.kv])[0]) for e in m.events]
+    return v3.WatchResult(
         m.header.revision, m.created, m.canceled, m.compact_revision, m.cancel_reason, events
     )
 
@@ -377,10 +334,10 @@ def _refusal(response: requests.Response) -> _Refused | Unreachable:
         detail = {}
     message = str(detail.get("message") or detail.get("error") or response.text).strip()
     code = detail.get("code")
-    if response.status_code in (502, 503) or code in RETRY_ELSEWHERE:
+    if response.status_code in (502, 503) or code in v3.RETRY_ELSEWHERE:
         return Unreachable(f"HTTP {response.status_code}: {message}")
     if not isinstance(code, int):
-        code = UNAUTHENTICATED if response.status_code == 401 else UNKNOWN
+        code = v3.UNAUTHENTICATED if response.status_code == 401 else v3.UNKNOWN
     return _Refused(code, message)
 
 
@@ -406,12 +363,12 @@ class GatewayTransport:
 
     # -- one request -----------------------------------------------------------
 
-    def call(self, request: Request, key: str | None = None) -> Result:
+    def call(self, request: v3.Request, key: str | None = None) -> v3.Result:
         """Send ``request`` to the first member that answers; see :class:`.transport.Transport`."""
         path, to_json, decoder, to_result = _CALLS[type(request)]
         body = json.dumps(to_json(request))
 
-        def send(member: _Endpoint) -> Result:
+        def send(member: _Endpoint) -> v3.Result:
             return to_result(decoder.decode(self._post(member, path, body, key)))  # type: ignore[no-any-return]
 
         try:
@@ -450,11 +407,11 @@ class GatewayTransport:
             if (
                 attempt == 0
                 and self.settings.username
-                and needs_new_token(refusal.code, refusal.message)
+                and v3.needs_new_token(refusal.code, refusal.message)
             ):
                 member.token = None  # the token expired: once more with a new one
                 continue
-            raise error_for(
+            raise v3.error_for(
                 refusal.code, refusal.message, endpoints=(member.url,), key=key
             ) from refusal
         raise AssertionError("unreachable")  # pragma: no cover
@@ -488,12 +445,12 @@ class GatewayTransport:
     # -- several requests ---------------------------------------------------------
 
     def call_many(
-        self, requests: Sequence[Request], limit: int, key: str | None = None
-    ) -> list[Result | EtcdError]:
+        self, requests: Sequence[v3.Request], limit: int, key: str | None = None
+    ) -> list[v3.Result | EtcdError]:
         """Send ``requests`` from a pool of ``limit`` threads (HTTP/1.1 has one
         request per connection at a time); each answer or error, in order."""
 
-        def one(request: Request) -> Result | EtcdError:
+        def one(request: v3.Request) -> v3.Result | EtcdError:
             try:
                 return self.call(request, key)
             except EtcdError as exc:
@@ -507,7 +464,7 @@ class GatewayTransport:
 
     # -- watch ---------------------------------------------------------------------
 
-    def open_watch(self, create: WatchCreate, key: str | None = None) -> GatewayWatchStream:
+    def open_watch(self, create: v3.WatchCreate, key: str | None = None) -> GatewayWatchStream:
         """A ``/v3/watch`` stream on the member :attr:`failover` tries first.
 
         :raises Unreachable: it did not answer the opening within ``read_timeout``.
@@ -534,9 +491,9 @@ class GatewayTransport:
                 refusal = _refusal(response)
             if isinstance(refusal, Unreachable):
                 raise refusal
-            if needs_new_token(refusal.code, refusal.message):
+            if v3.needs_new_token(refusal.code, refusal.message):
                 member.token = None
-            raise error_for(refusal.code, refusal.message, endpoints=(member.url,), key=key)
+            raise v3.error_for(refusal.code, refusal.message, endpoints=(member.url,), key=key)
         return GatewayWatchStream(self, member, response)
 
     def close(self) -> None:
@@ -575,7 +532,7 @@ class GatewayWatchStream:
         if sock is not None:
             sock.settimeout(WATCH_IDLE_SECONDS)
 
-    def __iter__(self) -> Iterator[WatchResult]:
+    def __iter__(self) -> Iterator[v3.WatchResult]:
         try:
             with self._response as response:
                 for line in response.iter_lines():

@@ -29,60 +29,18 @@ from ...paths import decode_key
 from ...settings import EtcdSettings
 from ..base import WATCH_IDLE_SECONDS, KeyValue
 from . import messages as pb
-from .protocol import (
-    DEADLINE_EXCEEDED,
-    RETRY_ELSEWHERE,
-    Compaction,
-    CompactionResult,
-    Compare,
-    DeleteRange,
-    DeleteRangeResult,
-    LeaseGrant,
-    LeaseKeepAlive,
-    LeaseResult,
-    LeaseRevoke,
-    LeaseRevokeResult,
-    LeaseTimeToLive,
-    Member,
-    MemberList,
-    MemberListResult,
-    Op,
-    OpResult,
-    Put,
-    PutResult,
-    Range,
-    RangeResult,
-    Request,
-    Result,
-    Status,
-    StatusResult,
-    Txn,
-    TxnResult,
-    WatchCreate,
-    WatchEvent,
-    WatchResult,
-    error_for,
-    key_values,
-    needs_new_token,
-)
+from . import protocol as v3
 from .transport import Failover, Unreachable
 
 _TARGETS = {"VERSION": 0, "CREATE": 1, "MOD": 2, "VALUE": 3, "LEASE": 4}
 _RESULTS = {"EQUAL": 0, "GREATER": 1, "LESS": 2, "NOT_EQUAL": 3}
-_UNION = {
-    "VERSION": "version",
-    "CREATE": "create_revision",
-    "MOD": "mod_revision",
-    "VALUE": "value",
-    "LEASE": "lease",
-}
 _EVENT_TYPES = ("PUT", "DELETE")
 
 
 # -- requests to messages -------------------------------------------------------
 
 
-def _range(r: Range) -> Any:
+def _range(r: v3.Range) -> Any:
     return pb.RangeRequest(
         key=r.key,
         range_end=r.range_end,
@@ -93,27 +51,27 @@ def _range(r: Range) -> Any:
     )
 
 
-def _request_op(op: Op) -> Any:
-    if type(op) is Put:
+def _request_op(op: v3.Op) -> Any:
+    if type(op) is v3.Put:
         return pb.RequestOp(request_put=pb.PutRequest(key=op.key, value=op.value, lease=op.lease))
-    if type(op) is DeleteRange:
+    if type(op) is v3.DeleteRange:
         return pb.RequestOp(
             request_delete_range=pb.DeleteRangeRequest(key=op.key, range_end=op.range_end)
         )
     return pb.RequestOp(request_range=_range(op))  # type: ignore[arg-type]
 
 
-def _compare(c: Compare) -> Any:
+def _compare(c: v3.Compare) -> Any:
     return pb.Compare(
         key=c.key,
         range_end=c.range_end,
         target=_TARGETS[c.target],
         result=_RESULTS[c.result],
-        **{_UNION[c.target]: c.value},
+        **{v3.TARGET_FIELDS[c.target]: c.value},
     )
 
 
-def _txn(t: Txn) -> Any:
+def _txn(t: v3.Txn) -> Any:
     return pb.TxnRequest(
         compare=[_compare(c) for c in t.compare],
         success=[_request_op(op) for op in t.success],
@@ -124,28 +82,28 @@ def _txn(t: Txn) -> Any:
 # -- messages to results ----------------------------------------------------------
 
 
-def _range_result(m: Any) -> RangeResult:
-    return RangeResult(m.header.revision, key_values(m.kvs), m.more, m.count)
+def _range_result(m: Any) -> v3.RangeResult:
+    return v3.RangeResult(m.header.revision, v3.key_values(m.kvs), m.more, m.count)
 
 
-def _op_result(m: Any) -> OpResult:
+def _op_result(m: Any) -> v3.OpResult:
     which = m.WhichOneof("response")
     if which == "response_range":
         return _range_result(m.response_range)
     if which == "response_put":
-        return PutResult(m.response_put.header.revision)
+        return v3.PutResult(m.response_put.header.revision)
     if which == "response_delete_range":
         r = m.response_delete_range
-        return DeleteRangeResult(r.header.revision, r.deleted)
+        return v3.DeleteRangeResult(r.header.revision, r.deleted)
     raise EtcdError(f"unexpected txn answer {which!r}")
 
 
-def _txn_result(m: Any) -> TxnResult:
-    return TxnResult(m.header.revision, m.succeeded, [_op_result(r) for r in m.responses])
+def _txn_result(m: Any) -> v3.TxnResult:
+    return v3.TxnResult(m.header.revision, m.succeeded, [_op_result(r) for r in m.responses])
 
 
-def _lease_result(m: Any) -> LeaseResult:
-    return LeaseResult(
+def _lease_result(m: Any) -> v3.LeaseResult:
+    return v3.LeaseResult(
         m.header.revision,
         m.ID,
         m.TTL,
@@ -154,62 +112,62 @@ def _lease_result(m: Any) -> LeaseResult:
     )
 
 
-def _status_result(m: Any) -> StatusResult:
-    return StatusResult(m.header.revision, m.version, m.header.member_id, m.leader, m.dbSize)
+def _status_result(m: Any) -> v3.StatusResult:
+    return v3.StatusResult(m.header.revision, m.version, m.header.member_id, m.leader, m.dbSize)
 
 
-def _member_list_result(m: Any) -> MemberListResult:
-    members = [Member(x.ID, x.name, tuple(x.peerURLs), tuple(x.clientURLs)) for x in m.members]
-    return MemberListResult(m.header.revision, members)
+def _member_list_result(m: Any) -> v3.MemberListResult:
+    members = [v3.Member(x.ID, x.name, tuple(x.peerURLs), tuple(x.clientURLs)) for x in m.members]
+    return v3.MemberListResult(m.header.revision, members)
 
 
 #: Per request type: etcd's method path, request to message, answer class, message to result.
 _UNARY: dict[type, tuple[str, Callable[[Any], Any], Any, Callable[[Any], Any]]] = {
-    Range: ("/etcdserverpb.KV/Range", _range, pb.RangeResponse, _range_result),
-    Put: (
+    v3.Range: ("/etcdserverpb.KV/Range", _range, pb.RangeResponse, _range_result),
+    v3.Put: (
         "/etcdserverpb.KV/Put",
         lambda r: pb.PutRequest(key=r.key, value=r.value, lease=r.lease),
         pb.PutResponse,
-        lambda m: PutResult(m.header.revision),
+        lambda m: v3.PutResult(m.header.revision),
     ),
-    DeleteRange: (
+    v3.DeleteRange: (
         "/etcdserverpb.KV/DeleteRange",
         lambda r: pb.DeleteRangeRequest(key=r.key, range_end=r.range_end),
         pb.DeleteRangeResponse,
-        lambda m: DeleteRangeResult(m.header.revision, m.deleted),
+        lambda m: v3.DeleteRangeResult(m.header.revision, m.deleted),
     ),
-    Txn: ("/etcdserverpb.KV/Txn", _txn, pb.TxnResponse, _txn_result),
-    Compaction: (
+    v3.Txn: ("/etcdserverpb.KV/Txn", _txn, pb.TxnResponse, _txn_result),
+    v3.Compaction: (
         "/etcdserverpb.KV/Compact",
         lambda r: pb.CompactionRequest(revision=r.revision, physical=r.physical),
         pb.CompactionResponse,
-        lambda m: CompactionResult(m.header.revision),
+        lambda m: v3.CompactionResult(m.header.revision),
     ),
-    LeaseGrant: (
+    v3.LeaseGrant: (
         "/etcdserverpb.Lease/LeaseGrant",
         lambda r: pb.LeaseGrantRequest(TTL=r.ttl, ID=r.id),
         pb.LeaseGrantResponse,
         _lease_result,
     ),
-    LeaseRevoke: (
+    v3.LeaseRevoke: (
         "/etcdserverpb.Lease/LeaseRevoke",
         lambda r: pb.LeaseRevokeRequest(ID=r.id),
         pb.LeaseRevokeResponse,
-        lambda m: LeaseRevokeResult(m.header.revision),
+        lambda m: v3.LeaseRevokeResult(m.header.revision),
     ),
-    LeaseTimeToLive: (
+    v3.LeaseTimeToLive: (
         "/etcdserverpb.Lease/LeaseTimeToLive",
         lambda r: pb.LeaseTimeToLiveRequest(ID=r.id, keys=r.keys),
         pb.LeaseTimeToLiveResponse,
         _lease_result,
     ),
-    Status: (
+    v3.Status: (
         "/etcdserverpb.Maintenance/Status",
         lambda r: pb.StatusRequest(),
         pb.StatusResponse,
         _status_result,
     ),
-    MemberList: (
+    v3.MemberList: (
         "/etcdserverpb.Cluster/MemberList",
         lambda r: pb.MemberListRequest(),
         pb.MemberListResponse,
@@ -221,15 +179,15 @@ _WATCH = "/etcdserverpb.Watch/Watch"
 _AUTHENTICATE = "/etcdserverpb.Auth/Authenticate"
 
 
-def _watch_result(m: Any) -> WatchResult:
+def _watch_result(m: Any) -> v3.WatchResult:
     events = [
-        WatchEvent(
+        v3.WatchEvent(
             _EVENT_TYPES[e.type],
             KeyValue(decode_key(e.kv.key), e.kv.value, e.kv.mod_revision),
         )
         for e in m.events
     ]
-    return WatchResult(
+    return v3.WatchResult(
         m.header.revision, m.created, m.canceled, m.compact_revision, m.cancel_reason, events
     )
 
@@ -336,8 +294,8 @@ class GrpcTransport:
                 answer = member.authenticate(request, timeout=self.settings.read_timeout)
             except grpc.RpcError as exc:
                 code, details = _code(exc)
-                if code in RETRY_ELSEWHERE:
-                    raise Unreachable(details, timed_out=code == DEADLINE_EXCEEDED) from None
+                if code in v3.RETRY_ELSEWHERE:
+                    raise Unreachable(details, timed_out=code == v3.DEADLINE_EXCEEDED) from None
                 raise EtcdAuthError(
                     f"authentication failed: {details}", endpoints=(member.url,)
                 ) from None
@@ -349,15 +307,15 @@ class GrpcTransport:
 
     # -- unary calls ---------------------------------------------------------------
 
-    def call(self, request: Request, key: str | None = None) -> Result:
+    def call(self, request: v3.Request, key: str | None = None) -> v3.Result:
         """Send ``request`` to the first member that answers; see :class:`.transport.Transport`."""
-        if type(request) is LeaseKeepAlive:
+        if type(request) is v3.LeaseKeepAlive:
             return self.keepalive(request.id)
         kind = type(request)
         _, to_message, _, to_result = _UNARY[kind]
         message = to_message(request)
 
-        def send(member: _Endpoint) -> Result:
+        def send(member: _Endpoint) -> v3.Result:
             answer = self._unary(member, kind, message, key)
             return to_result(answer)  # type: ignore[no-any-return]
 
@@ -379,21 +337,21 @@ class GrpcTransport:
         """Translate a failed call; returns (instead of raising) when a new token was
         obtained and the call should be sent once more."""
         code, details = _code(exc)
-        if code in RETRY_ELSEWHERE:
-            raise Unreachable(details, timed_out=code == DEADLINE_EXCEEDED) from None
-        if retry_token and self.settings.username and needs_new_token(code, details):
+        if code in v3.RETRY_ELSEWHERE:
+            raise Unreachable(details, timed_out=code == v3.DEADLINE_EXCEEDED) from None
+        if retry_token and self.settings.username and v3.needs_new_token(code, details):
             self._authenticate(member)
             return
-        raise error_for(code, details, endpoints=(member.url,), key=key) from exc
+        raise v3.error_for(code, details, endpoints=(member.url,), key=key) from exc
 
     def call_many(
-        self, requests: Sequence[Request], limit: int, key: str | None = None
-    ) -> list[Result | EtcdError]:
+        self, requests: Sequence[v3.Request], limit: int, key: str | None = None
+    ) -> list[v3.Result | EtcdError]:
         """Send ``requests`` as gRPC futures on the current member, at most ``limit``
         unanswered at once; one that fails for the member's sake goes through
         :meth:`call` (failover) on its own."""
-        results: list[Result | EtcdError] = []
-        pending: deque[tuple[Request, Any]] = deque()
+        results: list[v3.Result | EtcdError] = []
+        pending: deque[tuple[v3.Request, Any]] = deque()
         index, member = next(self.failover.order())
         try:
             metadata = self._metadata(member)
@@ -411,7 +369,7 @@ class GrpcTransport:
             results.append(self._finish(*pending.popleft(), key))
         return results
 
-    def _finish(self, request: Request, future: Any, key: str | None) -> Result | EtcdError:
+    def _finish(self, request: v3.Request, future: Any, key: str | None) -> v3.Result | EtcdError:
         to_result = _UNARY[type(request)][3]
         try:
             return to_result(future.result())  # type: ignore[no-any-return]
@@ -422,10 +380,10 @@ class GrpcTransport:
         except EtcdError as exc:
             return exc
 
-    def keepalive(self, lease_id: int) -> LeaseResult:
+    def keepalive(self, lease_id: int) -> v3.LeaseResult:
         """One ``Lease/LeaseKeepAlive`` exchange on a short-lived stream."""
 
-        def send(member: _Endpoint) -> LeaseResult:
+        def send(member: _Endpoint) -> v3.LeaseResult:
             for attempt in (0, 1):
                 try:
                     answers = member.keepalive(
@@ -444,7 +402,7 @@ class GrpcTransport:
 
     # -- watch ---------------------------------------------------------------------
 
-    def open_watch(self, create: WatchCreate, key: str | None = None) -> GrpcWatchStream:
+    def open_watch(self, create: v3.WatchCreate, key: str | None = None) -> GrpcWatchStream:
         """A watch stream on the member :attr:`failover` tries first.
 
         :raises Unreachable: its channel did not become ready within ``read_timeout``.
@@ -512,7 +470,7 @@ class GrpcWatchStream:
                 self._call.cancel()
                 return
 
-    def __iter__(self) -> Iterator[WatchResult]:
+    def __iter__(self) -> Iterator[v3.WatchResult]:
         try:
             for message in self._call:
                 self._last = time.monotonic()
@@ -523,11 +481,11 @@ class GrpcWatchStream:
                 raise Unreachable(f"{self._member.url} sent nothing", timed_out=True) from None
             if code == 1:  # CANCELLED: by cancel()
                 return
-            if code in RETRY_ELSEWHERE:
-                raise Unreachable(details, timed_out=code == DEADLINE_EXCEEDED) from None
-            if needs_new_token(code, details):
+            if code in v3.RETRY_ELSEWHERE:
+                raise Unreachable(details, timed_out=code == v3.DEADLINE_EXCEEDED) from None
+            if v3.needs_new_token(code, details):
                 self._transport.forget_token(self._member)
-            raise error_for(code, details, endpoints=(self._member.url,), key=self._key) from exc
+            raise v3.error_for(code, details, endpoints=(self._member.url,), key=self._key) from exc
         finally:
             self._stop()
         if self._hung:

@@ -74,6 +74,14 @@ Op: TypeAlias = "Range | Put | DeleteRange"
 VERSION, CREATE, MOD, VALUE, LEASE = "VERSION", "CREATE", "MOD", "VALUE", "LEASE"
 #: ``Compare.result`` values (etcd's ``CompareResult``).
 EQUAL, GREATER, LESS, NOT_EQUAL = "EQUAL", "GREATER", "LESS", "NOT_EQUAL"
+#: The field of etcd's ``Compare.target_union`` that carries the value, per target.
+TARGET_FIELDS: Final = {
+    VERSION: "version",
+    CREATE: "create_revision",
+    MOD: "mod_revision",
+    VALUE: "value",
+    LEASE: "lease",
+}
 
 
 @dataclass(frozen=True, slots=True)
