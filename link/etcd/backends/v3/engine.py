@@ -39,7 +39,7 @@ from typing import Any, TypeAlias
 
 from ... import codec
 from ...codec import Node, iter_flatten
-from ...errors import EtcdCompareFailed, EtcdError, EtcdPartialWrite
+from ...errors import EtcdCompareFailed, EtcdError, EtcdInvalidTree, EtcdPartialWrite
 from ...paths import SEP, below, encode_key
 from ..base import ABSENT, OP_OVERHEAD_BYTES, REQUEST_OVERHEAD_BYTES, Snapshot, check_leaf_sizes
 from .protocol import (
@@ -177,14 +177,21 @@ def replace(key: str, node: Node, ancestors: Sequence[str], limits: Limits) -> P
     A leaf (``node`` is ``bytes``) is one txn with no read.  A tree is read,
     diffed and written as described in the module docstring.
 
-    :raises EtcdInvalidTree: a key and value exceed ``max_request_bytes``
-        (before any request).
+    :raises EtcdInvalidTree: a key and value exceed ``max_request_bytes``, or
+        ``key`` has more than ``max_txn_ops - 2`` ancestors (before any request).
     :raises EtcdCompareFailed: other writers kept changing the subtree for
         :data:`WRITE_ATTEMPTS` attempts.
     :raises EtcdPartialWrite: a write of several txns failed after some were
         applied (the cause is chained).
     """
-    if isinstance(node, bytes) and len(ancestors) + 2 <= limits.max_txn_ops:
+    if len(ancestors) + 2 > limits.max_txn_ops:
+        raise EtcdInvalidTree(
+            f"{key!r} is {len(ancestors) + 1} segments deep; a txn guarding it and its "
+            f"ancestors needs {len(ancestors) + 2} operations (max_txn_ops="
+            f"{limits.max_txn_ops})",
+            key=key,
+        )
+    if isinstance(node, bytes):
         check_leaf_sizes([(key, node)], limits.max_request_bytes)
         yield Txn((), _leaf_ops(key, node, ancestors))
         return None
@@ -216,11 +223,12 @@ def _op(change: Change) -> Op:
 
 
 def diff(current: dict[str, bytes], leaves: dict[str, bytes]) -> list[Change]:
-    """The changes that turn ``current`` into ``leaves``, sorted by key: puts of new or
-    changed values, deletes of keys ``leaves`` does not have."""
+    """The changes that turn ``current`` into ``leaves``, sorted as etcd sorts keys (by
+    their bytes: a key that is not UTF-8 sorts apart from its ``str``): puts of new
+    or changed values, deletes of keys ``leaves`` does not have."""
     changes: list[Change] = [(k, v) for k, v in leaves.items() if current.get(k) != v]
     changes += [(k, None) for k in current if k not in leaves]
-    changes.sort(key=lambda change: change[0])
+    changes.sort(key=lambda change: encode_key(change[0]))
     return changes
 
 
@@ -290,22 +298,24 @@ def _applied(key: str, answers: list[TxnResult | EtcdError]) -> set[int] | None:
     :raises EtcdPartialWrite: when some were applied before an error.
     """
     written: set[int] = set()
+    applied = 0
     error: EtcdError | None = None
     conflict = False
     for answer in answers:
         if isinstance(answer, EtcdError):
             error = error or answer
         elif answer.succeeded:
+            applied += 1
             written.add(answer.revision)
         else:
             conflict = True
     if error is not None:
-        if not written:
+        if not applied:
             raise error
         raise EtcdPartialWrite(
-            f"write of {key!r} stopped after {len(written)} of {len(answers)} txns; "
+            f"write of {key!r} stopped after {applied} of {len(answers)} txns; "
             f"the subtree holds a mix of old and new keys: {error}",
-            applied=len(written),
+            applied=applied,
             total=len(answers),
             endpoints=error.endpoints,
             key=key,

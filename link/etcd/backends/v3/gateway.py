@@ -226,9 +226,7 @@ _CALLS: dict[type, tuple[str, Any, msgspec.json.Decoder[Any], Any]] = {
         "/kv/txn",
         _txn,
         _decoder(_Txn),
-        lambda m: v3.TxnResult(
-            m.header.revision, m.succeeded, [_op_result(r) for r in m.responses]
-        ),
+        lambda m: v3.TxnResult(m.header.revision, m.succeeded, m.responses, _op_result),
     ),
     v3.Compaction: (
         "/kv/compaction",

@@ -17,7 +17,7 @@ failures, so those few are told apart by etcd's fixed error descriptions
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias
 
@@ -220,13 +220,39 @@ def key_values(kvs: Iterable[Any]) -> list[KeyValue]:
 OpResult: TypeAlias = "RangeResult | PutResult | DeleteRangeResult"
 
 
-@dataclass(slots=True)
 class TxnResult:
-    """A ``TxnResponse``: whether the compares held, and one answer per applied op."""
+    """A ``TxnResponse``: whether the compares held, and one answer per applied op.
 
-    revision: int
-    succeeded: bool
-    responses: list[OpResult] = field(default_factory=list)
+    :param responses: the operations' answers, as parsed by the transport.
+    :param convert: turns one parsed answer into its ``*Result``; it runs when
+        :attr:`responses` is first read, so that a write, which only looks at
+        ``succeeded`` and ``revision``, converts nothing.
+    """
+
+    __slots__ = ("revision", "succeeded", "_responses", "_convert")
+
+    def __init__(
+        self,
+        revision: int,
+        succeeded: bool,
+        responses: Sequence[Any] = (),
+        convert: Callable[[Any], OpResult] | None = None,
+    ) -> None:
+        self.revision = revision
+        self.succeeded = succeeded
+        self._responses = responses
+        self._convert = convert
+
+    @property
+    def responses(self) -> list[OpResult]:
+        """One answer per applied operation, in order."""
+        if self._convert is not None:
+            convert, self._convert = self._convert, None
+            self._responses = [convert(r) for r in self._responses]
+        return list(self._responses)
+
+    def __repr__(self) -> str:
+        return f"TxnResult(revision={self.revision}, succeeded={self.succeeded})"
 
 
 @dataclass(slots=True)

@@ -1,0 +1,843 @@
+"""The v3 tree engine's plans, driven by hand: no etcd needed.
+
+A plan is a generator of steps (a protocol request, ``Concurrent`` or ``Sleep``);
+these tests look at each step and send it a constructed answer.
+"""
+
+from collections.abc import Iterable, Mapping
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from link.etcd import codec
+from link.etcd.backends.base import (
+    ABSENT,
+    OP_OVERHEAD_BYTES,
+    REQUEST_OVERHEAD_BYTES,
+    KeyValue,
+    Snapshot,
+)
+from link.etcd.backends.v3 import engine
+from link.etcd.backends.v3.engine import (
+    PAGE_SIZE,
+    TXNS_IN_FLIGHT,
+    WRITE_ATTEMPTS,
+    Concurrent,
+    Limits,
+    Sleep,
+)
+from link.etcd.backends.v3.protocol import (
+    LESS,
+    MOD,
+    Compare,
+    DeleteRange,
+    DeleteRangeResult,
+    Put,
+    Range,
+    RangeResult,
+    Txn,
+    TxnResult,
+    key_values,
+)
+from link.etcd.errors import EtcdCompareFailed, EtcdError, EtcdInvalidTree, EtcdPartialWrite
+from link.etcd.paths import below, decode_key, encode_key, range_end
+
+from .strategies import json_documents
+
+FAST = settings(max_examples=60, deadline=None)
+
+# -- helpers: send a plan an answer -----------------------------------------
+
+
+def send(plan: Any, answer: Any = None) -> Any:
+    """The plan's next step; fails the test when the plan returns instead."""
+    try:
+        return plan.send(answer)
+    except StopIteration as stop:  # pragma: no cover - a failure path
+        pytest.fail(f"plan returned {stop.value!r} where a step was expected")
+
+
+def finish(plan: Any, answer: Any = None) -> Any:
+    """Send the last answer; the plan must return, and this is what it returned."""
+    with pytest.raises(StopIteration) as stop:
+        step = plan.send(answer)
+        pytest.fail(f"plan yielded {step!r} where it should have returned")
+    return stop.value.value
+
+
+def unchanged(revision: int, key: bytes, end: bytes = b"") -> Compare:
+    """The compare the engine guards writes with, spelled out (MOD LESS revision + 1)."""
+    return Compare(key, MOD, LESS, revision + 1, end)
+
+
+def kvs(store: Mapping[str, bytes], mod: int = 1) -> list[KeyValue]:
+    """KeyValues of ``store`` in etcd's (byte) order, all last modified at ``mod``."""
+    return [KeyValue(k, store[k], mod) for k in sorted(store, key=encode_key)]
+
+
+def answer_ranges(txn: Txn, items: Iterable[KeyValue], revision: int) -> TxnResult:
+    """Answer a read txn of ranges from ``items`` (what each range holds, byte order)."""
+    ordered = sorted(items, key=lambda kv: encode_key(kv.key))
+    responses: list[Any] = []
+    for op in txn.success:
+        assert isinstance(op, Range)
+        if op.range_end:
+            found = [kv for kv in ordered if op.key <= encode_key(kv.key) < op.range_end]
+        else:
+            found = [kv for kv in ordered if encode_key(kv.key) == op.key]
+        if op.keys_only:
+            found = [KeyValue(kv.key, b"", kv.mod_revision) for kv in found]
+        responses.append(RangeResult(revision, found, count=len(found)))
+    return TxnResult(revision, True, responses)
+
+
+def read_txn(key: str, singles: list[str], *, keys_only: bool = False) -> Txn:
+    """The read txn the engine sends for ``key`` (ranges of ``singles``, then below)."""
+    prefix, end = below(key)
+    ops = [Range(encode_key(s), keys_only=keys_only) for s in singles]
+    ops.append(Range(prefix, end, limit=PAGE_SIZE, keys_only=keys_only))
+    return Txn((), ops)
+
+
+def assert_txn(step: Any, compare: list[Compare], success: list[Any]) -> None:
+    assert isinstance(step, Txn)
+    assert list(step.compare) == compare
+    assert list(step.success) == success
+    assert list(step.failure) == []
+
+
+def op_of(change: tuple[str, bytes | None]) -> Any:
+    key, value = change
+    return DeleteRange(encode_key(key)) if value is None else Put(encode_key(key), value)
+
+
+def apply(store: dict[str, bytes], ops: Iterable[Any]) -> dict[str, bytes]:
+    """``store`` after single-key puts and deletes."""
+    out = dict(store)
+    for op in ops:
+        assert op.__class__ in (Put, DeleteRange)
+        assert not getattr(op, "range_end", b"")
+        if isinstance(op, Put):
+            out[decode_key(op.key)] = op.value
+        else:
+            out.pop(decode_key(op.key), None)
+    return out
+
+
+# -- replace: a leaf ----------------------------------------------------------
+
+
+def test_replace_leaf_is_one_txn_without_read() -> None:
+    plan = engine.replace("/a/b/c", b"v", ["/a", "/a/b"], Limits())
+    step = send(plan)
+    assert_txn(
+        step,
+        [],
+        [
+            Put(b"/a/b/c", b"v"),
+            DeleteRange(b"/a/b/c/", b"/a/b/c0"),
+            DeleteRange(b"/a"),
+            DeleteRange(b"/a/b"),
+        ],
+    )
+    assert not any(isinstance(op, Range) for op in step.success)
+    assert finish(plan, TxnResult(9, True, [])) is None
+
+
+def test_replace_leaf_without_ancestors() -> None:
+    plan = engine.replace("/k", b"", [], Limits())
+    assert_txn(send(plan), [], [Put(b"/k", b""), DeleteRange(b"/k/", b"/k0")])
+    assert finish(plan, TxnResult(2, True, [])) is None
+
+
+def test_replace_leaf_exactly_at_max_txn_ops_is_still_one_txn() -> None:
+    ancestors = ["/a", "/a/b"]  # put + delete below + 2 ancestors = 4 ops
+    step = send(engine.replace("/a/b/c", b"v", ancestors, Limits(max_txn_ops=4)))
+    assert not step.compare
+    assert len(step.success) == 4
+    assert isinstance(step.success[0], Put)
+
+
+@pytest.mark.parametrize("node", [b"v", {"x": b"1"}])
+def test_replace_deeper_than_max_txn_ops_is_refused_before_any_request(node: Any) -> None:
+    # a txn guarding the key and its ancestors would need len(ancestors) + 2 operations
+    ancestors = ["/a", "/a/b", "/a/b/c"]
+    plan = engine.replace("/a/b/c/d", node, ancestors, Limits(max_txn_ops=4))
+    with pytest.raises(EtcdInvalidTree, match="max_txn_ops=4"):
+        next(plan)
+
+
+def test_replace_leaf_too_large_is_refused_before_any_request() -> None:
+    limits = Limits(max_request_bytes=REQUEST_OVERHEAD_BYTES + 100)
+    plan = engine.replace("/k", b"x" * 100, [], limits)
+    with pytest.raises(EtcdInvalidTree):
+        next(plan)
+    tree = engine.replace("/k", {"a": b"x" * 100}, [], limits)
+    with pytest.raises(EtcdInvalidTree):
+        next(tree)
+
+
+# -- replace: a tree ----------------------------------------------------------
+
+TREE = {"a": b"1", "b": {"c": b"2"}}
+
+
+def test_replace_tree_reads_first() -> None:
+    plan = engine.replace("/t", TREE, ["/r"], Limits())
+    assert send(plan) == Txn(
+        (),
+        [Range(b"/r"), Range(b"/t"), Range(b"/t/", b"/t0", limit=PAGE_SIZE)],
+    )
+
+
+def test_replace_tree_in_one_txn_compares_everything_and_writes_the_diff() -> None:
+    plan = engine.replace("/t", TREE, ["/r"], Limits())
+    read = send(plan)
+    current = [
+        KeyValue("/r", b"ancestor leaf", 3),
+        KeyValue("/t/a", b"1", 4),  # unchanged: not written
+        KeyValue("/t/b/c", b"old", 6),
+        KeyValue("/t/old", b"x", 5),
+    ]
+    write = send(plan, answer_ranges(read, current, 10))
+    assert_txn(
+        write,
+        [
+            unchanged(10, b"/r"),
+            unchanged(10, b"/t"),
+            unchanged(10, b"/t/", b"/t0"),
+        ],
+        [DeleteRange(b"/r"), Put(b"/t/b/c", b"2"), DeleteRange(b"/t/old")],
+    )
+    assert finish(plan, TxnResult(11, True, [])) is None
+
+
+def test_replace_tree_over_a_leaf_deletes_the_leaf() -> None:
+    plan = engine.replace("/t", {"x": b"1"}, [], Limits())
+    read = send(plan)
+    write = send(plan, answer_ranges(read, [KeyValue("/t", b"leaf", 2)], 7))
+    assert list(write.success) == [DeleteRange(b"/t"), Put(b"/t/x", b"1")]
+    assert finish(plan, TxnResult(8, True, [])) is None
+
+
+def test_replace_tree_at_the_root_compares_only_the_range() -> None:
+    plan = engine.replace("", {"a": b"1"}, [], Limits())
+    read = send(plan)
+    assert read == Txn((), [Range(b"/", b"0", limit=PAGE_SIZE)])
+    write = send(plan, answer_ranges(read, [], 3))
+    assert_txn(write, [unchanged(3, b"/", b"0")], [Put(b"/a", b"1")])
+    assert finish(plan, TxnResult(4, True, [])) is None
+
+
+def test_replace_tree_already_stored_writes_nothing() -> None:
+    plan = engine.replace("/t", TREE, [], Limits())
+    read = send(plan)
+    stored = codec.flatten(TREE, "/t")
+    assert finish(plan, answer_ranges(read, [KeyValue(k, v, 2) for k, v in stored], 9)) is None
+
+
+def test_replace_tree_failed_compare_sleeps_then_reads_again() -> None:
+    plan = engine.replace("/t", TREE, [], Limits())
+    read = send(plan)
+    write = send(plan, answer_ranges(read, [], 10))
+    assert isinstance(write, Txn) and write.compare
+    pause = send(plan, TxnResult(12, False, []))
+    assert isinstance(pause, Sleep)
+    assert 0 <= pause.seconds <= 0.5
+    again = send(plan, None)
+    assert again == read
+    # this time another writer's key is there: the new write deletes it too
+    write = send(plan, answer_ranges(again, [KeyValue("/t/z", b"theirs", 12)], 12))
+    assert DeleteRange(b"/t/z") in write.success
+    assert write.compare[-1] == unchanged(12, b"/t/", b"/t0")
+    assert finish(plan, TxnResult(13, True, [])) is None
+
+
+def test_replace_tree_gives_up_after_write_attempts() -> None:
+    plan = engine.replace("/t", TREE, [], Limits())
+    reads = sleeps = 0
+    step = send(plan)
+    with pytest.raises(EtcdCompareFailed) as failed:
+        while True:
+            if isinstance(step, Sleep):
+                sleeps += 1
+                assert 0 <= step.seconds <= min(0.5, 0.005 * 2**sleeps)
+                step = plan.send(None)
+            elif not step.compare:  # a read
+                reads += 1
+                step = plan.send(answer_ranges(step, [], 100 + reads))
+            else:
+                step = plan.send(TxnResult(200 + reads, False, []))
+    assert reads == WRITE_ATTEMPTS
+    assert sleeps == WRITE_ATTEMPTS - 1
+    assert failed.value.key == "/t"
+
+
+# -- diff and batches ---------------------------------------------------------
+
+keys = st.text(max_size=6).map(lambda s: "/t/" + s)
+values = st.binary(max_size=6)
+
+
+@FAST
+@given(st.dictionaries(keys, values, max_size=12), st.dictionaries(keys, values, max_size=12))
+def test_diff_turns_current_into_leaves(
+    current: dict[str, bytes], leaves: dict[str, bytes]
+) -> None:
+    changes = engine.diff(current, leaves)
+    changed = [k for k, _ in changes]
+    assert changed == sorted(changed)
+    assert len(set(changed)) == len(changed)
+    result = dict(current)
+    for key, value in changes:
+        if value is None:
+            assert key in current and key not in leaves
+            del result[key]
+        else:
+            assert current.get(key) != value
+            result[key] = value
+    assert result == leaves
+    unchanged_keys = {k for k in current if current[k] == leaves.get(k)}
+    assert unchanged_keys.isdisjoint(changed)
+
+
+def test_diff_example() -> None:
+    current = {"/t/a": b"1", "/t/b": b"2", "/t/c": b"3"}
+    leaves = {"/t/d": b"4", "/t/b": b"2", "/t/a": b"one"}
+    assert engine.diff(current, leaves) == [
+        ("/t/a", b"one"),
+        ("/t/c", None),
+        ("/t/d", b"4"),
+    ]
+
+
+def cost(change: tuple[str, bytes | None]) -> int:
+    return len(encode_key(change[0])) + len(change[1] or b"") + OP_OVERHEAD_BYTES
+
+
+changes_lists = st.lists(
+    st.tuples(st.text(min_size=1, max_size=10), st.none() | st.binary(max_size=120)),
+    max_size=30,
+)
+small_limits = st.builds(
+    Limits,
+    max_txn_ops=st.integers(1, 6),
+    max_request_bytes=st.integers(REQUEST_OVERHEAD_BYTES + 1, REQUEST_OVERHEAD_BYTES + 400),
+)
+
+
+@FAST
+@given(changes_lists, small_limits)
+def test_batches_keep_order_and_limits(
+    changes: list[tuple[str, bytes | None]], limits: Limits
+) -> None:
+    cut = engine.batches(changes, limits)
+    assert [change for batch in cut for change in batch] == changes
+    budget = limits.max_request_bytes - REQUEST_OVERHEAD_BYTES
+    for batch in cut:
+        assert len(batch) <= limits.max_txn_ops
+        if changes:
+            assert batch, "no empty batch when there are changes"
+        if len(batch) > 1:
+            assert sum(map(cost, batch)) <= budget
+    # greedy: a batch is closed only when the next change would not fit
+    for batch, following in zip(cut, cut[1:], strict=False):
+        full = len(batch) >= limits.max_txn_ops
+        assert full or sum(map(cost, batch)) + cost(following[0]) > budget
+
+
+def test_batches_example() -> None:
+    changes = [(f"/t/{i}", b"v") for i in range(5)]
+    assert engine.batches(changes, Limits(max_txn_ops=2)) == [
+        changes[0:2],
+        changes[2:4],
+        changes[4:5],
+    ]
+    # each change costs len('/t/0') + 1 + OP_OVERHEAD_BYTES: room for two per txn
+    each = cost(changes[0])
+    limits = Limits(max_request_bytes=REQUEST_OVERHEAD_BYTES + 2 * each + 1)
+    assert [len(b) for b in engine.batches(changes, limits)] == [2, 2, 1]
+    big = [("/t/a", b"x" * 500), ("/t/b", b"y")]  # too large alone: a batch of its own
+    assert engine.batches(big, Limits(max_request_bytes=REQUEST_OVERHEAD_BYTES + 100)) == [
+        [big[0]],
+        [big[1]],
+    ]
+
+
+# -- batch_txn ----------------------------------------------------------------
+
+
+def test_batch_txn_compares_only_its_keys() -> None:
+    batch = [
+        ("/r", None),  # an ancestor leaf
+        ("/t", None),  # the subtree's own leaf
+        ("/t/b", b"1"),
+        ("/t/d/e", None),
+        ("/t/x", b"2"),
+    ]
+    txn = engine.batch_txn(batch, "/t", 7)
+    assert_txn(
+        txn,
+        [unchanged(7, b"/r"), unchanged(7, b"/t"), unchanged(7, b"/t/b", b"/t/x\x00")],
+        [
+            DeleteRange(b"/r"),
+            DeleteRange(b"/t"),
+            Put(b"/t/b", b"1"),
+            DeleteRange(b"/t/d/e"),
+            Put(b"/t/x", b"2"),
+        ],
+    )
+
+
+def test_batch_txn_of_one_key_below() -> None:
+    txn = engine.batch_txn([("/t/a", b"v")], "/t", 3)
+    assert_txn(txn, [unchanged(3, b"/t/a", b"/t/a\x00")], [Put(b"/t/a", b"v")])
+
+
+def test_batch_txn_sibling_with_same_prefix_is_outside() -> None:
+    # '/tx' starts with '/t' but is not below '/t/'
+    txn = engine.batch_txn([("/tx", None)], "/t", 3)
+    assert list(txn.compare) == [unchanged(3, b"/tx")]
+
+
+def covered(compare: Compare, key: bytes) -> bool:
+    if compare.range_end:
+        return compare.key <= key < compare.range_end
+    return compare.key == key
+
+
+@FAST
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["/r", "/t", "/tx"]) | keys,
+            st.none() | values,
+        ),
+        min_size=1,
+        max_size=10,
+        unique_by=lambda change: change[0],
+    ).map(lambda batch: sorted(batch, key=lambda change: change[0])),
+    st.integers(0, 1000),
+)
+def test_batch_txn_guards_every_key_of_the_batch(
+    batch: list[tuple[str, bytes | None]], revision: int
+) -> None:
+    txn = engine.batch_txn(batch, "/t", revision)
+    assert list(txn.success) == [op_of(change) for change in batch]
+    assert all(
+        c.target == MOD and c.result == LESS and c.value == revision + 1 for c in txn.compare
+    )
+    inside = [k for k, _ in batch if k.startswith("/t/")]
+    outside = [k for k, _ in batch if not k.startswith("/t/")]
+    singles = [c.key for c in txn.compare if not c.range_end]
+    spans = [c for c in txn.compare if c.range_end]
+    assert singles == [encode_key(k) for k in outside]
+    assert len(spans) == (1 if inside else 0)
+    for key, _ in batch:
+        assert any(covered(c, encode_key(key)) for c in txn.compare), key
+    if spans:  # the range reaches no further than the batch's own first and last keys
+        assert spans[0].key == encode_key(inside[0])
+        assert spans[0].range_end == encode_key(inside[-1]) + b"\x00"
+
+
+def test_batch_txn_range_covers_non_utf8_keys() -> None:
+    latin1 = decode_key(b"/t/\xa3")  # '/t/\udca3', a key another tool wrote in latin-1
+    cjk = "/t/\u4e2d"  # b'/t/\xe4\xb8\xad'
+    batch = engine.diff({}, {latin1: b"1", cjk: b"2"})
+    txn = engine.batch_txn(batch, "/t", 5)
+    for key, _ in batch:
+        assert any(covered(c, encode_key(key)) for c in txn.compare), key
+
+
+# -- a write of several txns --------------------------------------------------
+
+BIG = {f"k{i}": str(i).encode() for i in range(10)}
+BIG_LIMITS = Limits(max_txn_ops=3)
+BIG_LEAVES = dict(codec.flatten(BIG, "/big"))
+
+
+def start_big_write() -> tuple[Any, Concurrent]:
+    """A replace of BIG on an empty subtree at revision 100, up to its Concurrent step."""
+    plan = engine.replace("/big", BIG, [], BIG_LIMITS)
+    read = send(plan)
+    step = send(plan, answer_ranges(read, [], 100))
+    assert isinstance(step, Concurrent)
+    return plan, step
+
+
+def verify_answer(step: Txn, txns: list[Txn], revisions: list[int]) -> TxnResult:
+    """The keys_only read after a write: each key written at its txn's revision."""
+    items = [
+        KeyValue(decode_key(op.key), b"", rev)
+        for txn, rev in zip(txns, revisions, strict=True)
+        for op in txn.success
+        if isinstance(op, Put)
+    ]
+    return answer_ranges(step, items, max(revisions))
+
+
+def test_large_write_yields_concurrent_batches() -> None:
+    _, step = start_big_write()
+    assert step.limit == TXNS_IN_FLIGHT
+    changes = engine.diff({}, BIG_LEAVES)
+    cut = engine.batches(changes, BIG_LIMITS)
+    assert len(cut) == 4
+    assert list(step.requests) == [engine.batch_txn(batch, "/big", 100) for batch in cut]
+    written = [op for txn in step.requests for op in txn.success]
+    assert written == [op_of(change) for change in changes]
+    assert apply({}, written) == BIG_LEAVES
+    for txn in step.requests:
+        assert 1 <= len(txn.success) <= BIG_LIMITS.max_txn_ops
+        assert len(txn.compare) == 1  # one range: every key is below '/big'
+
+
+def test_large_write_verifies_with_a_keys_only_read() -> None:
+    plan, step = start_big_write()
+    txns = list(step.requests)
+    revisions = [101, 102, 103, 104]
+    verify = send(plan, [TxnResult(rev, True, []) for rev in revisions])
+    assert verify == read_txn("/big", ["/big"], keys_only=True)
+    assert finish(plan, verify_answer(verify, txns, revisions)) is None
+
+
+def test_large_write_keys_left_as_they_were_pass_verification() -> None:
+    plan = engine.replace("/big", BIG, [], BIG_LIMITS)
+    read = send(plan)
+    # half the keys already hold their value (mod 50): only the other half is written
+    kept = {k: v for i, (k, v) in enumerate(sorted(BIG_LEAVES.items())) if i % 2}
+    step = send(plan, answer_ranges(read, [KeyValue(k, v, 50) for k, v in kept.items()], 100))
+    assert isinstance(step, Concurrent)
+    written = [op for txn in step.requests for op in txn.success]
+    assert {decode_key(op.key) for op in written} == set(BIG_LEAVES) - set(kept)
+    revisions = [101 + i for i in range(len(step.requests))]
+    verify = send(plan, [TxnResult(rev, True, []) for rev in revisions])
+    answer = verify_answer(verify, list(step.requests), revisions)
+    answer.responses[-1].kvs += [KeyValue(k, b"", 50) for k in kept]
+    answer.responses[-1].kvs.sort(key=lambda kv: kv.key)
+    assert finish(plan, answer) is None
+
+
+@pytest.mark.parametrize(
+    "intruder",
+    [
+        KeyValue("/big/extra", b"", 103),  # a key another writer added
+        KeyValue("/big/k3", b"", 999),  # one of ours, changed by another writer
+    ],
+)
+def test_large_write_starts_again_when_verification_fails(intruder: KeyValue) -> None:
+    plan, step = start_big_write()
+    txns = list(step.requests)
+    revisions = [101, 102, 103, 104]
+    verify = send(plan, [TxnResult(rev, True, []) for rev in revisions])
+    answer = verify_answer(verify, txns, revisions)
+    below_kvs = [kv for kv in answer.responses[-1].kvs if kv.key != intruder.key]
+    answer.responses[-1].kvs = sorted([*below_kvs, intruder], key=lambda kv: kv.key)
+    assert isinstance(send(plan, answer), Sleep)
+    assert send(plan, None) == read_txn("/big", ["/big"])
+
+
+def test_large_write_foreign_key_in_place_of_ours_fails_verification() -> None:
+    # as many keys as ours, each at a revision of ours, but one is not ours
+    plan, step = start_big_write()
+    revisions = [101, 102, 103, 104]
+    verify = send(plan, [TxnResult(rev, True, []) for rev in revisions])
+    answer = verify_answer(verify, list(step.requests), revisions)
+    kvs_below = answer.responses[-1].kvs
+    kvs_below[-1] = KeyValue("/big/zz", b"", kvs_below[-1].mod_revision)
+    assert isinstance(send(plan, answer), Sleep)
+
+
+def test_large_write_missing_key_fails_verification() -> None:
+    plan, step = start_big_write()
+    revisions = [101, 102, 103, 104]
+    verify = send(plan, [TxnResult(rev, True, []) for rev in revisions])
+    answer = verify_answer(verify, list(step.requests), revisions)
+    del answer.responses[-1].kvs[0]
+    assert isinstance(send(plan, answer), Sleep)
+
+
+def test_large_write_partial_failure_raises_partial_write() -> None:
+    plan, step = start_big_write()
+    error = EtcdError("member went away", endpoints=["http://e1:2379"])
+    answers: list[Any] = [
+        TxnResult(101, True, []),
+        TxnResult(102, True, []),
+        error,
+        TxnResult(103, True, []),
+    ]
+    with pytest.raises(EtcdPartialWrite) as raised:
+        plan.send(answers)
+    assert raised.value.applied == 3
+    assert raised.value.total == 4
+    assert raised.value.__cause__ is error
+    assert raised.value.endpoints == ("http://e1:2379",)
+    assert raised.value.key == "/big"
+
+
+def test_large_write_all_failed_raises_the_first_error() -> None:
+    plan, step = start_big_write()
+    errors = [EtcdError(f"error {i}") for i in range(len(step.requests))]
+    with pytest.raises(EtcdError) as raised:
+        plan.send(errors)
+    assert raised.value is errors[0]
+    assert not isinstance(raised.value, EtcdPartialWrite)
+
+
+def test_large_write_failed_compare_starts_again() -> None:
+    plan, step = start_big_write()
+    answers = [
+        TxnResult(101, True, []),
+        TxnResult(101, False, []),
+        TxnResult(102, True, []),
+        TxnResult(103, True, []),
+    ]
+    assert isinstance(send(plan, answers), Sleep)
+    read = send(plan, None)
+    assert read == read_txn("/big", ["/big"])
+    # the next attempt diffs against what is there now: only the missing keys
+    done = dict(list(BIG_LEAVES.items())[:5])
+    again = send(plan, answer_ranges(read, [KeyValue(k, v, 101) for k, v in done.items()], 103))
+    assert isinstance(again, Concurrent)
+    rewritten = {decode_key(op.key) for txn in again.requests for op in txn.success}
+    assert rewritten == set(BIG_LEAVES) - set(done)
+    assert all(c.value == 104 for txn in again.requests for c in txn.compare)
+
+
+# -- replace driven end to end (hypothesis) -----------------------------------
+
+names = st.text(alphabet="abc%", min_size=1, max_size=3)
+trees = st.dictionaries(
+    names,
+    values | st.dictionaries(names, values, min_size=1, max_size=4),
+    min_size=1,
+    max_size=8,
+)
+
+
+@FAST
+@given(
+    current=trees | values,
+    node=trees,
+    max_txn_ops=st.integers(2, 5),  # a txn guarding a key and its range needs 2
+    extra_bytes=st.integers(0, 200),
+)
+def test_replace_writes_exactly_the_diff_within_limits(
+    current: Any, node: Any, max_txn_ops: int, extra_bytes: int
+) -> None:
+    limits = Limits(max_txn_ops, REQUEST_OVERHEAD_BYTES + 100 + extra_bytes)
+    stored = dict(codec.flatten(current, "/t"))
+    leaves = dict(codec.flatten(node, "/t"))
+    plan = engine.replace("/t", node, [], limits)
+    read = send(plan)
+    answer = answer_ranges(read, kvs(stored, 5), 10)
+    changes = engine.diff(stored, leaves)
+    if not changes:  # nothing to write: the plan ends after its read
+        assert stored == leaves
+        assert finish(plan, answer) is None
+        return
+    step = send(plan, answer)
+    if isinstance(step, Txn):
+        assert len(step.success) <= max_txn_ops
+        assert list(step.compare) == [unchanged(10, b"/t"), unchanged(10, b"/t/", b"/t0")]
+        assert apply(stored, step.success) == leaves
+        assert finish(plan, TxnResult(11, True, [])) is None
+        return
+    assert isinstance(step, Concurrent)
+    txns = list(step.requests)
+    assert len(txns) > 1
+    ops = [op for txn in txns for op in txn.success]
+    assert ops == [op_of(change) for change in changes]
+    assert apply(stored, ops) == leaves
+    for txn in txns:
+        assert 1 <= len(txn.success) <= max_txn_ops
+        assert len(txn.compare) <= len(txn.success)
+    revisions = [11 + i for i in range(len(txns))]
+    verify = send(plan, [TxnResult(rev, True, []) for rev in revisions])
+    written_at = {
+        decode_key(op.key): rev
+        for txn, rev in zip(txns, revisions, strict=True)
+        for op in txn.success
+    }
+    items = [KeyValue(k, b"", written_at.get(k, 5)) for k in leaves]
+    assert finish(plan, answer_ranges(verify, items, revisions[-1])) is None
+
+
+# -- reads --------------------------------------------------------------------
+
+
+def test_snapshot_is_one_txn_of_two_ranges() -> None:
+    plan = engine.snapshot("/s")
+    assert send(plan) == Txn((), [Range(b"/s"), Range(b"/s/", b"/s0", limit=PAGE_SIZE)])
+    leaf = KeyValue("/s", b"own", 3)
+    child = KeyValue("/s/a", b"1", 4)
+    answer = TxnResult(9, True, [RangeResult(9, [leaf]), RangeResult(9, [child])])
+    assert finish(plan, answer) == Snapshot(9, [leaf, child])
+
+
+def test_snapshot_of_the_root_has_no_single() -> None:
+    plan = engine.snapshot("", keys_only=True)
+    assert send(plan) == Txn((), [Range(b"/", b"0", limit=PAGE_SIZE, keys_only=True)])
+
+
+def test_snapshot_pages_past_page_size_at_the_txn_revision() -> None:
+    plan = engine.snapshot("/p", keys_only=True)
+    send(plan)
+    first = [KeyValue("/p/a", b"", 2), KeyValue("/p/b", b"", 3)]
+    leaf = KeyValue("/p", b"", 1)
+    answer = TxnResult(
+        50, True, [RangeResult(50, [leaf]), RangeResult(50, first, more=True, count=5)]
+    )
+    page = send(plan, answer)
+    assert page == Range(b"/p/b\x00", b"/p0", limit=PAGE_SIZE, revision=50, keys_only=True)
+    second = [KeyValue(decode_key(b"/p/\xff"), b"", 4)]
+    page = send(plan, RangeResult(60, second, more=True))
+    # the page starts right after the last key, as its original bytes
+    assert page == Range(b"/p/\xff\x00", b"/p0", limit=PAGE_SIZE, revision=50, keys_only=True)
+    third = [KeyValue(decode_key(b"/p/\xff\xfe"), b"", 5)]
+    assert finish(plan, RangeResult(60, third, more=False)) == Snapshot(
+        50, [leaf, *first, *second, *third]
+    )
+
+
+def test_snapshot_with_singles() -> None:
+    plan = engine.snapshot("/t", singles=["/a", "/a/b", "/t"])
+    assert send(plan) == read_txn("/t", ["/a", "/a/b", "/t"])
+    ancestor = KeyValue("/a", b"x", 2)
+    answer = TxnResult(
+        7,
+        True,
+        [RangeResult(7, [ancestor]), RangeResult(7), RangeResult(7), RangeResult(7)],
+    )
+    assert finish(plan, answer) == Snapshot(7, [ancestor])
+
+
+def test_read_tree_absent() -> None:
+    plan = engine.read_tree("/none")
+    read = send(plan)
+    assert finish(plan, answer_ranges(read, [], 33)) == (ABSENT, 33)
+
+
+def test_read_tree_decodes_the_stored_value() -> None:
+    value = {"host": "localhost", "port": 5432, "tags": ["a", {"b": None}], "on": True}
+    pairs = codec.flatten(codec.encode(value), "/cfg")
+    plan = engine.read_tree("/cfg")
+    read = send(plan)
+    assert finish(plan, answer_ranges(read, kvs(dict(pairs)), 12)) == (value, 12)
+
+
+def test_read_tree_of_a_leaf() -> None:
+    plan = engine.read_tree("/cfg/port")
+    read = send(plan)
+    assert finish(plan, answer_ranges(read, [KeyValue("/cfg/port", b"5432", 3)], 4)) == (
+        5432,
+        4,
+    )
+
+
+@FAST
+@given(json_documents(max_leaves=15))
+def test_read_tree_decodes_any_document(value: Any) -> None:
+    pairs = dict(codec.flatten(codec.encode(value), "/doc"))
+    plan = engine.read_tree("/doc")
+    read = send(plan)
+    result, revision = finish(plan, answer_ranges(read, kvs(pairs), 8))
+    assert revision == 8
+    assert result == value
+
+
+@pytest.mark.parametrize(
+    ("below_count", "own_count", "expected"),
+    [(0, 0, False), (0, 1, True), (3, 0, True), (2, 1, True)],
+)
+def test_exists(below_count: int, own_count: int, expected: bool) -> None:
+    plan = engine.exists("/e")
+    assert send(plan) == Txn(
+        (), [Range(b"/e/", b"/e0", count_only=True), Range(b"/e", count_only=True)]
+    )
+    answer = TxnResult(
+        5, True, [RangeResult(5, count=below_count), RangeResult(5, count=own_count)]
+    )
+    assert finish(plan, answer) is expected
+
+
+def test_exists_at_the_root() -> None:
+    plan = engine.exists("")
+    assert send(plan) == Txn((), [Range(b"/", b"0", count_only=True)])
+    assert finish(plan, TxnResult(5, True, [RangeResult(5, count=0)])) is False
+
+
+def test_children() -> None:
+    plan = engine.children("/c")
+    read = send(plan)
+    assert read == read_txn("/c", ["/c"], keys_only=True)
+    items = [
+        KeyValue("/c", b"", 1),
+        KeyValue("/c/b", b"", 2),
+        KeyValue("/c/a/x", b"", 3),
+        KeyValue("/c/a/y/z", b"", 4),
+        KeyValue("/c/%2F", b"", 5),
+    ]
+    assert finish(plan, answer_ranges(read, items, 6)) == ["%2F", "a", "b"]
+
+
+def test_children_of_nothing() -> None:
+    plan = engine.children("/c")
+    read = send(plan)
+    assert finish(plan, answer_ranges(read, [KeyValue("/c", b"leaf", 1)], 2)) == []
+
+
+def test_delete() -> None:
+    plan = engine.delete("/d")
+    assert_txn(send(plan), [], [DeleteRange(b"/d/", b"/d0"), DeleteRange(b"/d")])
+    answer = TxnResult(9, True, [DeleteRangeResult(9, 3), DeleteRangeResult(9, 1)])
+    assert finish(plan, answer) == 4
+
+
+def test_delete_root() -> None:
+    plan = engine.delete("")
+    assert_txn(send(plan), [], [DeleteRange(b"/", b"0")])
+    assert finish(plan, TxnResult(9, True, [DeleteRangeResult(9, 0)])) == 0
+
+
+# -- keys that are not UTF-8 --------------------------------------------------
+
+
+def raw_kvs(*pairs: tuple[bytes, bytes, int]) -> list[KeyValue]:
+    """KeyValues as a transport builds them from raw etcd keys."""
+    return key_values(SimpleNamespace(key=k, value=v, mod_revision=m) for k, v, m in pairs)
+
+
+def test_non_utf8_key_is_deleted_as_its_bytes() -> None:
+    stored = raw_kvs((b"/t/\xff", b"x", 3), (b"/t/ok", b"1", 3), (b"/t/\xc3(", b"y", 4))
+    assert stored[0].key == "/t/\udcff"
+    plan = engine.replace("/t", {"ok": b"1"}, [], Limits())
+    read = send(plan)
+    write = send(plan, answer_ranges(read, stored, 5))
+    assert set(write.success) == {DeleteRange(b"/t/\xff"), DeleteRange(b"/t/\xc3(")}
+    assert finish(plan, TxnResult(6, True, [])) is None
+
+
+def test_non_utf8_keys_in_batch_txns_and_paths() -> None:
+    [kv] = raw_kvs((b"/t/\xfe/a", b"x", 3))
+    txn = engine.batch_txn([(kv.key, None)], "/t", 5)
+    assert list(txn.success) == [DeleteRange(b"/t/\xfe/a")]
+    assert list(txn.compare) == [unchanged(5, b"/t/\xfe/a", b"/t/\xfe/a\x00")]
+    # a subtree whose own key is not UTF-8: delete, replace, read
+    key = kv.key.rsplit("/", 1)[0]  # '/t/\udcfe'
+    assert_txn(
+        send(engine.delete(key)),
+        [],
+        [DeleteRange(b"/t/\xfe/", range_end(b"/t/\xfe/")), DeleteRange(b"/t/\xfe")],
+    )
+    plan = engine.replace(key, b"v", ["/t"], Limits())
+    assert list(send(plan).success) == [
+        Put(b"/t/\xfe", b"v"),
+        DeleteRange(b"/t/\xfe/", b"/t/\xfe0"),
+        DeleteRange(b"/t"),
+    ]
+    assert send(engine.snapshot(key)) == Txn(
+        (), [Range(b"/t/\xfe"), Range(b"/t/\xfe/", b"/t/\xfe0", limit=PAGE_SIZE)]
+    )
