@@ -30,7 +30,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from itertools import count
 from typing import Any, TypeAlias
 
 from .errors import EtcdInvalidTree
@@ -187,29 +187,64 @@ def encode(value: Any, where: str = "/") -> Node:
         unsupported type, NaN/infinity, nesting deeper than the interpreter allows).
     """
     try:
-        return _encode(value, where)
+        with gc_paused():  # a large tree makes many objects, and no cycles
+            return _encode(value, where)
     except RecursionError as exc:
         raise EtcdInvalidTree(f"value at {where!r} is nested too deeply", key=where) from exc
 
 
-def _encode(value: Any, where: str) -> Node:
-    if isinstance(value, Mapping):
+#: Where a value sits, for error messages, built as the walk goes and rendered only
+#: when an error names it: the root path, or ``(parent, dict key or list index)``.
+_Where: TypeAlias = "str | tuple[_Where, str | int]"
+
+
+def _render(where: _Where) -> str:
+    """The path text of ``where`` (``'/app/db'``, ``'/app/workers[2]'``)."""
+    steps: list[str | int] = []
+    while isinstance(where, tuple):
+        where, step = where
+        steps.append(step)
+    text = where
+    for step in reversed(steps):
+        text = f"{text}[{step}]" if isinstance(step, int) else _child(text, step)
+    return text
+
+
+def _encode(value: Any, where: _Where) -> Node:
+    cls = value.__class__
+    if cls is str and (not value or value[0] not in _JSON_START):
+        try:  # plain text, the most common leaf: stored as it is
+            return value.encode("utf-8")  # type: ignore[no-any-return]
+        except UnicodeEncodeError:
+            pass  # encode_leaf below raises the error naming the path
+    elif cls is dict or (cls not in _NOT_MAPPINGS and isinstance(value, Mapping)):
         if not value:
             return EMPTY_DICT
         node: dict[str, Node] = {}
         for name, item in value.items():
-            if not isinstance(name, str):
+            if name.__class__ is not str and not isinstance(name, str):
                 raise EtcdInvalidTree(
-                    f"dict keys must be str, got {type(name).__name__} {name!r} at {where!r}",
-                    key=where,
+                    f"dict keys must be str, got {type(name).__name__} {name!r} "
+                    f"at {_render(where)!r}",
+                    key=_render(where),
                 )
-            node[escape_name(name)] = _encode(item, _child(where, name))
+            plain = not ("%" in name or SEP in name or name in _ESCAPED or is_position(name))
+            node[name if plain else escape_name(name)] = _encode(item, (where, name))
         return node
-    if isinstance(value, (list, tuple)):
+    elif cls is list or isinstance(value, (list, tuple)):
         if not value:
             return EMPTY_LIST
-        return [_encode(item, f"{where}[{i}]") for i, item in enumerate(value)]
-    return encode_leaf(value, where)
+        return [_encode(item, (where, i)) for i, item in enumerate(value)]
+    try:
+        return encode_leaf(value)
+    except EtcdInvalidTree:
+        return encode_leaf(value, _render(where))  # raises again, naming the path
+
+
+#: Types told apart from mappings without an ``isinstance`` on the ABC.
+_NOT_MAPPINGS = frozenset({str, int, float, bool, type(None), list, tuple})
+#: Dict keys that :func:`escape_name` changes although they hold no ``%`` or ``/``.
+_ESCAPED = frozenset({"", ".", ".."})
 
 
 def _child(where: str, name: str) -> str:
@@ -218,22 +253,29 @@ def _child(where: str, name: str) -> str:
 
 def flatten(node: Node, key: str) -> list[tuple[str, bytes]]:
     """The ``(key, value)`` pairs that store ``node`` at ``key``, in document order."""
-    return list(iter_flatten(node, key))
+    if node.__class__ is bytes:
+        return [(key, node)]  # type: ignore[list-item]
+    pairs: list[tuple[str, bytes]] = []
+    _flatten_into(pairs, node, key)
+    return pairs
+
+
+def _flatten_into(pairs: list[tuple[str, bytes]], node: Node, at: str) -> None:
+    append = pairs.append
+    if node.__class__ is dict:
+        items: Iterable[tuple[str, Node]] = node.items()  # type: ignore[union-attr]
+    else:  # a list: its positions, counted alongside
+        items = zip(map(position, count()), node, strict=False)  # type: ignore[arg-type]
+    for name, child in items:
+        if child.__class__ is bytes:
+            append((f"{at}{SEP}{name}", child))
+        else:
+            _flatten_into(pairs, child, f"{at}{SEP}{name}")
 
 
 def iter_flatten(node: Node, key: str) -> Iterator[tuple[str, bytes]]:
-    """:func:`flatten`, one pair at a time (no list of every pair held at once)."""
-    stack: list[tuple[str, Node]] = [(key, node)]
-    while stack:
-        at, item = stack.pop()
-        if isinstance(item, bytes):
-            yield at, item
-        elif isinstance(item, dict):
-            stack.extend((f"{at}{SEP}{name}", child) for name, child in reversed(item.items()))
-        else:
-            stack.extend(
-                (f"{at}{SEP}{position(i)}", child) for i, child in reversed(list(enumerate(item)))
-            )
+    """:func:`flatten`, as an iterator."""
+    return iter(flatten(node, key))
 
 
 #: Key under which a nested directory (see :func:`nest`) keeps its own stored
@@ -322,18 +364,22 @@ def assemble(children: dict[str, Any], *, sort: bool = False) -> list[Any] | dic
     return {name: children[name] for name in names} if sort else children
 
 
-@contextmanager
-def gc_paused() -> Iterator[None]:
+class gc_paused:  # noqa: N801 - used like a function: ``with gc_paused():``
     """Pause Python's cyclic garbage collector while a large answer is parsed and
     decoded: those create many objects and no cycles, and collections triggered by
     the allocations made 100,000-leaf reads super-linear (1.5x slower).  Reference
-    counting still frees memory; the collector is resumed (if it was on) at exit."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
+    counting still frees memory; the collector is resumed (if it was on) at exit.
+    A class, not a generator-based context manager: it wraps every read, where
+    ``contextlib`` costs more than the pause itself."""
+
+    __slots__ = ("_was_enabled",)
+
+    def __enter__(self) -> None:
+        self._was_enabled = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._was_enabled:
             gc.enable()
 
 

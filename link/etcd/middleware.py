@@ -164,8 +164,9 @@ class EtcdMiddleware(MutableMapping[str, Any]):
         :raises EtcdConnectionFailed: no endpoint answered.
         """
         key, ancestors = self._writable(path)
-        node = codec.encode(value, path)
-        self.backend.replace(key, node, ancestors)
+        with codec.gc_paused():  # encoding a large tree makes many objects, no cycles
+            node = codec.encode(value, path)
+            self.backend.replace(key, node, ancestors)
 
     def set(self, path: str, value: Any) -> None:
         """Same as ``self[path] = value``."""

@@ -15,7 +15,7 @@ import contextlib
 import json
 import socket
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -443,7 +443,7 @@ class GatewayTransport:
     # -- several requests ---------------------------------------------------------
 
     def call_many(
-        self, requests: Sequence[v3.Request], limit: int, key: str | None = None
+        self, requests: Iterable[v3.Request], limit: int, key: str | None = None
     ) -> list[v3.Result | EtcdError]:
         """Send ``requests`` from a pool of ``limit`` threads (HTTP/1.1 has one
         request per connection at a time); each answer or error, in order."""

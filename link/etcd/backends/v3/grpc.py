@@ -22,7 +22,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -384,7 +384,7 @@ class GrpcTransport:
         raise v3.error_for(code, details, endpoints=(member.url,), key=key) from exc
 
     def call_many(
-        self, requests: Sequence[v3.Request], limit: int, key: str | None = None
+        self, requests: Iterable[v3.Request], limit: int, key: str | None = None
     ) -> list[v3.Result | EtcdError]:
         """Send ``requests`` as gRPC futures on the current member, at most ``limit``
         unanswered at once; one that fails for the member's sake goes through

@@ -34,7 +34,7 @@ from ..base import KeyValue
 # -- requests -----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Range:
     """``KV/Range``: the key ``key``, or the keys in ``[key, range_end)``.
 
@@ -50,7 +50,7 @@ class Range:
     count_only: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Put:
     """``KV/Put``: store ``value`` at ``key``, attached to lease ``lease`` (0: none)."""
 
@@ -59,7 +59,7 @@ class Put:
     lease: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DeleteRange:
     """``KV/DeleteRange``: delete ``key``, or every key in ``[key, range_end)``."""
 
@@ -84,7 +84,7 @@ TARGET_FIELDS: Final = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Compare:
     """One txn guard: ``target`` of ``key`` (every key of ``[key, range_end)`` when
     ``range_end`` is given) compared with ``value`` by ``result``.
@@ -107,7 +107,7 @@ def unchanged_since(revision: int, key: bytes, end: bytes = b"") -> Compare:
     return Compare(key, MOD, LESS, revision + 1, end)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Txn:
     """``KV/Txn``: if every ``compare`` holds, apply ``success``, else ``failure``."""
 
@@ -116,7 +116,7 @@ class Txn:
     failure: Sequence[Op] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Compaction:
     """``KV/Compact``: discard the history before ``revision``."""
 
@@ -124,7 +124,7 @@ class Compaction:
     physical: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LeaseGrant:
     """``Lease/LeaseGrant``: a lease of ``ttl`` seconds (``id`` 0: etcd picks one)."""
 
@@ -132,21 +132,21 @@ class LeaseGrant:
     id: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LeaseRevoke:
     """``Lease/LeaseRevoke``: end lease ``id`` and delete its keys."""
 
     id: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LeaseKeepAlive:
     """``Lease/LeaseKeepAlive``: one refresh of lease ``id``."""
 
     id: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LeaseTimeToLive:
     """``Lease/LeaseTimeToLive``: the remaining TTL of ``id`` (and its keys with ``keys``)."""
 
@@ -154,17 +154,17 @@ class LeaseTimeToLive:
     keys: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Status:
     """``Maintenance/Status`` of the member that answers."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MemberList:
     """``Cluster/MemberList``."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WatchCreate:
     """``Watch/Watch`` create request: events of ``[key, range_end)`` from
     ``start_revision`` (0: from now on)."""
@@ -292,7 +292,7 @@ class StatusResult:
     db_size: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Member:
     id: int
     name: str
@@ -306,7 +306,7 @@ class MemberListResult:
     members: list[Member]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WatchEvent:
     """One event of a watch answer: ``type`` is ``'PUT'`` or ``'DELETE'``."""
 

@@ -10,7 +10,7 @@ requests go straight to the member that answered.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Generic, Protocol, TypeVar
 
 from ...errors import EtcdConnectionFailed, EtcdError, EtcdTimeout
@@ -109,7 +109,7 @@ class Transport(Protocol):
         ...
 
     def call_many(
-        self, requests: Sequence[Request], limit: int, key: str | None = None
+        self, requests: Iterable[Request], limit: int, key: str | None = None
     ) -> list[Result | EtcdError]:
         """Send ``requests`` with at most ``limit`` in flight; each answer or error, in order."""
         ...
