@@ -339,12 +339,18 @@ def build(node: Nested) -> Any:
         return decode_leaf(node)  # type: ignore[arg-type]
     assert isinstance(node, dict)
     node.pop(VALUE, None)
-    return assemble(
-        {
-            name: decode_leaf(child) if child.__class__ is bytes else build(child)
-            for name, child in node.items()
-        }
-    )
+    children: dict[str, Any] = {}
+    for name, child in node.items():
+        if child.__class__ is not bytes:
+            children[name] = build(child)
+            continue
+        try:  # decode_leaf, with plain text (most strings) inline: the read's hot loop
+            text = child.decode("utf-8")  # type: ignore[union-attr]
+        except UnicodeDecodeError:
+            children[name] = child
+            continue
+        children[name] = text if not text or text[0] not in _JSON_START else decode_text(text)
+    return assemble(children)
 
 
 def assemble(children: dict[str, Any], *, sort: bool = False) -> list[Any] | dict[str, Any]:

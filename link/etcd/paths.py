@@ -69,6 +69,10 @@ def ancestor_keys(stem: str, segments: tuple[str, ...]) -> list[str]:
     return [k for k in keys if k]
 
 
+#: How keys travel between ``str`` and etcd's bytes (see :func:`encode_key`).
+KEY_ENCODING = ("utf-8", "surrogateescape")
+
+
 def encode_key(key: str) -> bytes:
     """The bytes etcd stores for ``key``: UTF-8, with the undecodable bytes of a key
     read from etcd (kept as surrogates by :func:`decode_key`) restored as they were.
@@ -76,13 +80,13 @@ def encode_key(key: str) -> bytes:
     Every path that turns a key into bytes goes through here, so a key written by
     another tool in another encoding can be read, rewritten and deleted.
     """
-    return key.encode("utf-8", "surrogateescape")
+    return key.encode(*KEY_ENCODING)
 
 
 def decode_key(raw: bytes) -> str:
     """The ``str`` of a key read from etcd; bytes that are not UTF-8 become surrogates
     (:func:`encode_key` gives the same bytes back)."""
-    return raw.decode("utf-8", "surrogateescape")
+    return raw.decode(*KEY_ENCODING)
 
 
 def below(key: str) -> tuple[bytes, bytes]:

@@ -103,13 +103,21 @@ Change: TypeAlias = "tuple[bytes, bytes | None]"
 # -- reads --------------------------------------------------------------------
 
 
-def snapshot(key: str, *, keys_only: bool = False, singles: Sequence[str] | None = None) -> Plan:
+def snapshot(
+    key: str,
+    *,
+    keys_only: bool = False,
+    singles: Sequence[str] | None = None,
+    pairs: bool = False,
+) -> Plan:
     """Plan: the leaf at ``key`` and every key below it, at one revision.
 
     One txn of a range per key of ``singles`` (default: ``key`` itself) and a
     range of ``key + '/'``; more ranges pinned to the txn's revision only past
     :data:`PAGE_SIZE` keys.
 
+    :param pairs: items as ``(key, value)`` tuples, not :class:`KeyValue` s (what
+        a tree read needs, made faster).
     :returns: a :class:`~link.etcd.backends.base.Snapshot`, items sorted by key
         within each range.
     """
@@ -120,23 +128,27 @@ def snapshot(key: str, *, keys_only: bool = False, singles: Sequence[str] | None
     ops.append(Range(prefix, end, limit=PAGE_SIZE, keys_only=keys_only))
     answer: TxnResult = yield Txn((), ops)
     ranges: list[RangeResult] = answer.responses  # type: ignore[assignment]
-    items = [kv for r in ranges for kv in r.kvs]
+    items: list[Any] = [item for r in ranges for item in _items(r, pairs)]
     more = ranges[-1].more
     while more:
-        start = encode_key(items[-1].key) + b"\x00"
+        start = encode_key(items[-1][0]) + b"\x00"
         page: RangeResult = yield Range(
             start, end, limit=PAGE_SIZE, revision=answer.revision, keys_only=keys_only
         )
-        items.extend(page.kvs)
+        items.extend(_items(page, pairs))
         more = page.more
     return Snapshot(answer.revision, items)
+
+
+def _items(answer: RangeResult, pairs: bool) -> list[Any]:
+    return answer.pairs() if pairs else answer.kvs
 
 
 def read_tree(key: str) -> Plan:
     """Plan: ``(value, revision)`` of ``key`` (:data:`ABSENT` when nothing is stored),
     decoded by :func:`link.etcd.codec.decode`; one request below :data:`PAGE_SIZE` keys."""
     with codec.gc_paused():
-        read: Snapshot = yield from snapshot(key)
+        read: Snapshot = yield from snapshot(key, pairs=True)
         if not read.items:
             return ABSENT, read.revision
         return codec.decode(read.items, key), read.revision

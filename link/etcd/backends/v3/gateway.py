@@ -193,7 +193,7 @@ def _decoder(kind: type) -> msgspec.json.Decoder[Any]:
 
 
 def _range_result(m: _Range) -> v3.RangeResult:
-    return v3.RangeResult(m.header.revision, v3.key_values(m.kvs), m.more, m.count)
+    return v3.RangeResult(m.header.revision, None, m.more, m.count, m.kvs)
 
 
 def _op_result(m: _ResponseOp) -> v3.OpResult:

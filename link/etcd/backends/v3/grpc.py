@@ -95,7 +95,7 @@ def _txn(t: v3.Txn) -> Any:
 
 
 def _range_result(m: Any) -> v3.RangeResult:
-    return v3.RangeResult(m.header.revision, v3.key_values(m.kvs), m.more, m.count)
+    return v3.RangeResult(m.header.revision, None, m.more, m.count, m.kvs)
 
 
 def _op_result(m: Any) -> v3.OpResult:

@@ -28,7 +28,7 @@ from ...errors import (
     EtcdInvalidTree,
     EtcdPermissionDenied,
 )
-from ...paths import decode_key
+from ...paths import KEY_ENCODING, decode_key
 from ..base import KeyValue
 
 # -- requests -----------------------------------------------------------------
@@ -184,14 +184,61 @@ Request: TypeAlias = (
 # -- answers ------------------------------------------------------------------
 
 
-@dataclass(slots=True)
 class RangeResult:
-    """A ``RangeResponse``: ``kvs`` sorted by key; ``count`` all keys in the range."""
+    """A ``RangeResponse``: ``kvs`` sorted by key; ``count`` all keys in the range.
 
-    revision: int
-    kvs: list[KeyValue] = field(default_factory=list)
-    more: bool = False
-    count: int = 0
+    :param raw: the key-values as the transport parsed them (anything with ``key``,
+        ``value`` and ``mod_revision``), converted when first asked for: as
+        :class:`KeyValue` s by :attr:`kvs`, or as ``(key, value)`` pairs by
+        :meth:`pairs`, which a tree read needs and which cost less.
+    """
+
+    __slots__ = ("revision", "more", "count", "_kvs", "_raw")
+
+    def __init__(
+        self,
+        revision: int,
+        kvs: list[KeyValue] | None = None,
+        more: bool = False,
+        count: int = 0,
+        raw: Sequence[Any] = (),
+    ) -> None:
+        self.revision = revision
+        self.more = more
+        self.count = count
+        self._kvs = kvs
+        self._raw = raw
+
+    @property
+    def kvs(self) -> list[KeyValue]:
+        """The key-values, sorted by key."""
+        if self._kvs is None:
+            self._kvs, self._raw = key_values(self._raw), ()
+        return self._kvs
+
+    @kvs.setter
+    def kvs(self, kvs: list[KeyValue]) -> None:
+        self._kvs, self._raw = kvs, ()
+
+    def pairs(self) -> list[tuple[str, bytes]]:
+        """``(key, value)`` of each key-value, sorted by key."""
+        if self._kvs is not None:
+            return [(kv.key, kv.value) for kv in self._kvs]
+        decode = bytes.decode
+        return [(decode(kv.key, *KEY_ENCODING), kv.value) for kv in self._raw]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RangeResult):
+            return NotImplemented
+        return (self.revision, self.kvs, self.more, self.count) == (
+            other.revision,
+            other.kvs,
+            other.more,
+            other.count,
+        )
+
+    def __repr__(self) -> str:
+        return f"RangeResult(revision={self.revision}, kvs={len(self.kvs)}, more={self.more})"
 
 
 @dataclass(slots=True)
