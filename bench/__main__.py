@@ -1,17 +1,19 @@
-"""``python -m bench``: link.etcd against the request floor, hand-written loops and etcdctl.
+"""``python -m bench``: link.etcd against the request floor, hand-written loops, etcdctl
+and the gRPC clients (python3-etcd3, etcd-sdk-python, aetcd).
 
 Starts a throwaway etcd (the test harness's :class:`link.etcd.testing.EtcdServer`,
-v2 enabled), times every contender at every tree size interleaved over several
-repetitions, measures peak memory of link.etcd's write and read of the largest
-tree in fresh processes, and writes:
+v2 enabled), starts one worker process per gRPC peer (:mod:`bench.peers`), times
+every contender at every tree size interleaved over several repetitions,
+measures peak memory of link.etcd's write and read of the largest tree in fresh
+processes (per v3 transport), and writes:
 
 - the Markdown tables to stdout;
 - the raw results to ``bench/results/latest.json``;
 - ``docs/performance.md`` and its plot ``docs/performance.png`` (not with
   ``--quick``, unless ``--docs`` is given).
 
-``--quick`` (sizes 100 and 1,000, 2 repetitions, no memory) finishes in well
-under a minute.
+``--quick`` (sizes 100 and 1,000, 2 repetitions, no memory) finishes in about
+a minute.
 """
 
 from __future__ import annotations
@@ -126,16 +128,23 @@ def _memory(server: EtcdServer, clients: Clients, args: argparse.Namespace) -> l
     out = []
     work = Workload.make(args.memory_leaves)
     for api in args.apis:
-        Setup(api, clients, work)(State.EMPTY)
-        for op in ("write", "read"):
-            log(f"memory: link.etcd {api} {op} of {work.leaves:,} leaves")
-            result = memory.measure(server.endpoint, api, op, work.leaves, args.tracemalloc)
-            log(f"  {result['growth'] / 2**20:.1f} MiB, {result['bytes_per_leaf']:.0f} B/leaf")
-            out.append(result)
-        if api == API_V3:
-            del clients.v3[PATH]
-        else:
-            del clients.v2[PATH]
+        transports: list[str | None] = [None]
+        if api == API_V3 and clients.transports:
+            transports = list(clients.transports)
+        for transport in transports:
+            Setup(api, clients, work)(State.EMPTY)
+            for op in ("write", "read"):
+                how = f" ({transport})" if transport else ""
+                log(f"memory: link.etcd {api}{how} {op} of {work.leaves:,} leaves")
+                result = memory.measure(
+                    server.endpoint, api, op, work.leaves, args.tracemalloc, transport
+                )
+                log(f"  {result['growth'] / 2**20:.1f} MiB, {result['bytes_per_leaf']:.0f} B/leaf")
+                out.append(result)
+            if api == API_V3:
+                del clients.v3[PATH]
+            else:
+                del clients.v2[PATH]
     return out
 
 
@@ -155,7 +164,16 @@ def measure(args: argparse.Namespace, command: str) -> dict[str, Any]:
         log(f"etcd at {server.endpoint}; sizes {args.sizes}, {args.repeat} repetitions")
         clients = Clients(server)
         try:
+            if clients.transports:
+                log("link.etcd v3: transport grpc ('link.etcd') and gateway ('link.etcd gateway')")
+            else:
+                log("link.etcd v3: no `transport` setting in this tree: one contender, as before")
+            if API_V3 in args.apis:
+                clients.start_peers(log)
             machine = report.machine_info(server.binary)
+            machine["link_transports"] = list(clients.transports)
+            machine["peers"] = {name: peer.version for name, peer in clients.peers.items()}
+            machine["peers_missing"] = dict(clients.peers_missing)
             log(f"warm-up at {args.sizes[0]} leaves (discarded)")
             warm_up = Workload.make(args.sizes[0])
             measure_size(clients, warm_up, args.apis, 1, args.budget, rng, lambda _: None)

@@ -26,6 +26,21 @@ keys and values, taken from ``codec.flatten(codec.encode(tree), key)``:
     The official client as a reference, v3 only: one ``etcdctl txn`` process per
     128 puts, one ``etcdctl get --prefix`` (its text output parsed into pairs),
     one ``etcdctl del --prefix``.
+``link.etcd gateway``
+    link.etcd's v3 API through the JSON gateway (``transport="gateway"``) while
+    ``link.etcd`` is its native gRPC transport (``transport="grpc"``); only when
+    link.etcd has the ``transport`` setting (else ``link.etcd`` v3 is the only
+    transport there is, and runs alone).
+``python3-etcd3``, ``etcd-sdk-python``, ``aetcd``
+    The gRPC clients, each in its own worker process (:mod:`bench.peers`), timed
+    inside the worker around the client calls: transactions of 128 puts, one
+    ``get_prefix`` turned into ``(key, value)`` pairs, one ``delete_prefix``.
+    ``<peer> + nesting``: the same ``get_prefix`` followed by the loop a user
+    writes to nest the pairs into a dict of dicts (:func:`bench.peers.nest`).
+*key get*, *key put*
+    :data:`CALLS` single-key reads (``client['/x']``) or leaf writes
+    (``client['/x'] = 'v'``) in a row, timed per call, for link.etcd, the floor
+    (etcd3gw) and each peer.
 
 A contender needs the path in one :class:`State` and leaves it in another; the
 runner restores the needed state between runs with the untimed :class:`Setup`
@@ -48,6 +63,7 @@ from etcd3gw.client import Etcd3Client
 from link.etcd import EtcdMiddleware, codec
 from link.etcd.testing import EtcdServer
 
+from .peers import PeerProcess, Timed, start_peers
 from .trees import make_tree
 
 __all__ = [
@@ -59,7 +75,9 @@ __all__ = [
     "Workload",
     "Setup",
     "Clients",
+    "Timed",
     "contenders",
+    "link_transports",
 ]
 
 API_V3 = "v3"
@@ -76,6 +94,16 @@ LINK = "link.etcd"
 FLOOR = "floor"
 HAND = "hand loop"
 ETCDCTL = "etcdctl"
+#: link.etcd's v3 API through the JSON gateway (when it has the ``transport`` setting).
+GATEWAY = "link.etcd gateway"
+#: Suffix of a peer whose ``get_prefix`` is followed by the user's nesting loop.
+NESTED = " + nesting"
+#: Middleware path, etcd key and value of the single-key operations.
+KEY = "/x"
+KEY_ETCD = PREFIX + KEY
+KEY_VALUE = "v"
+#: Calls in a row of a single-key operation (its time is reported per call).
+CALLS = 200
 
 
 class State(enum.Enum):
@@ -84,6 +112,10 @@ class State(enum.Enum):
     EMPTY = "empty"
     A = "tree A"
     B = "tree B (same keys, other values)"
+    #: (needs/gives) any state: the single-key operations, which leave the tree alone.
+    ANY = "any"
+    #: After a failed run: whatever it left; the next contender's setup restores a state.
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
@@ -119,6 +151,9 @@ class Contender:
         ``AssertionError``), or ``None``.
     :param slow: one request per leaf (or one process per 128 leaves): the
         runner's time budget cuts its repetitions at large sizes.
+    :param calls: calls the run makes in a row; its time and CPU are reported
+        per call.  ``run`` may return a :class:`Timed` (a peer's worker timed
+        itself): the runner then takes its time and CPU instead of its own.
     """
 
     api: str
@@ -129,6 +164,7 @@ class Contender:
     run: Callable[[], Any]
     check: Callable[[Any], None] | None = None
     slow: bool = False
+    calls: int = 1
 
     @property
     def label(self) -> str:
@@ -145,21 +181,57 @@ class Clients:
     v2: EtcdMiddleware = field(init=False)
     gw: Etcd3Client = field(init=False)
     pe: etcd.Client = field(init=False)
+    #: link.etcd through the JSON gateway, when it has the ``transport`` setting.
+    v3gw: EtcdMiddleware | None = field(init=False, default=None)
+    #: The gRPC peers' workers, by name (:meth:`start_peers`).
+    peers: dict[str, PeerProcess] = field(init=False, default_factory=dict)
+    #: Why each peer that could not be started was left out.
+    peers_missing: dict[str, str] = field(init=False, default_factory=dict)
+    #: link.etcd's v3 transports: ``("grpc", "gateway")``, or ``()`` without the setting.
+    transports: tuple[str, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
         url = self.server.endpoint
         parts = urlsplit(url)
         host, port = parts.hostname or "127.0.0.1", parts.port or 2379
-        self.v3 = EtcdMiddleware(endpoints=[url], api="v3", prefix=PREFIX, read_timeout=TIMEOUT)
+        self.transports = link_transports()
+        grpc: dict[str, Any] = {"transport": "grpc"} if self.transports else {}
+        self.v3 = EtcdMiddleware(
+            endpoints=[url], api="v3", prefix=PREFIX, read_timeout=TIMEOUT, **grpc
+        )
+        if self.transports:
+            self.v3gw = EtcdMiddleware(
+                endpoints=[url], api="v3", prefix=PREFIX, read_timeout=TIMEOUT,
+                transport="gateway",
+            )  # fmt: skip
         self.v2 = EtcdMiddleware(endpoints=[url], api="v2", prefix=PREFIX, read_timeout=TIMEOUT)
         self.gw = Etcd3Client(host=host, port=port, api_path="/v3/", timeout=TIMEOUT)
         self.pe = etcd.Client(host=host, port=port, read_timeout=TIMEOUT)
 
+    def start_peers(self, log: Callable[[str], None]) -> None:
+        """Start a worker per gRPC peer; those that fail are logged and left out."""
+        self.peers, self.peers_missing = start_peers(self.server.endpoint, log=log)
+
     def close(self) -> None:
+        for peer in self.peers.values():
+            peer.close()
         self.v3.close()
+        if self.v3gw is not None:
+            self.v3gw.close()
         self.v2.close()
         self.gw.session.close()
         self.pe.http.clear()
+
+
+def link_transports() -> tuple[str, ...]:
+    """``("grpc", "gateway")`` when :class:`~link.etcd.settings.EtcdSettings` has a
+    ``transport`` field, else ``()``: link.etcd v3 then runs as one contender."""
+    import dataclasses
+
+    from link.etcd.settings import EtcdSettings
+
+    names = {f.name for f in dataclasses.fields(EtcdSettings)}
+    return ("grpc", "gateway") if "transport" in names else ()
 
 
 def _b64(data: bytes) -> str:
@@ -231,6 +303,32 @@ def etcdctl_read(server: EtcdServer, key: str) -> dict[str, str]:
 
 def etcdctl_delete(server: EtcdServer, key: str) -> None:
     server.etcdctl("del", "--prefix", key + "/")
+
+
+def link_get_many(client: EtcdMiddleware, calls: int) -> Any:
+    """``client[KEY]`` ``calls`` times; the last value."""
+    value = None
+    for _ in range(calls):
+        value = client[KEY]
+    return value
+
+
+def link_put_many(client: EtcdMiddleware, calls: int) -> None:
+    """``client[KEY] = KEY_VALUE`` ``calls`` times."""
+    for _ in range(calls):
+        client[KEY] = KEY_VALUE
+
+
+def gw_get_many(gw: Etcd3Client, calls: int) -> bytes | None:
+    values: list[bytes] = []
+    for _ in range(calls):
+        values = gw.get(KEY_ETCD.encode())
+    return values[0] if values else None
+
+
+def gw_put_many(gw: Etcd3Client, calls: int) -> None:
+    for _ in range(calls):
+        gw.put(KEY_ETCD.encode(), KEY_VALUE.encode())
 
 
 def count_leaves(tree: Any) -> int:
@@ -306,6 +404,11 @@ def contenders(clients: Clients, work: Workload, apis: Sequence[str]) -> list[Co
     """Every contender for ``work``, for the APIs asked for (``"v3"``, ``"v2"``)."""
     out: list[Contender] = []
     if API_V3 in apis:
+        # untimed: the single key the single-key operations read, and each
+        # peer's copy of the pairs to write
+        clients.gw.put(KEY_ETCD.encode(), KEY_VALUE.encode())
+        for peer in clients.peers.values():
+            peer.load(work.key, work.kv_a)
         out.extend(_v3(clients, work))
     if API_V2 in apis:
         out.extend(_v2(clients, work))
@@ -318,6 +421,7 @@ def _library(
     w: Workload,
     stored_a: Callable[[Any], None],
     deleted: Callable[[Any], None],
+    who: str = LINK,
 ) -> Iterator[Contender]:
     """link.etcd's own contenders on one API: write, replace, read, delete."""
     E, A, B = State.EMPTY, State.A, State.B
@@ -331,10 +435,10 @@ def _library(
     def tree_a(result: Any) -> None:
         assert result == w.tree_a, "link.etcd read back something else than tree A"
 
-    yield Contender(api, LINK, "write", E, A, write, stored_a)
-    yield Contender(api, LINK, "replace", B, A, write, stored_a)
-    yield Contender(api, LINK, "read", A, A, lambda: client[PATH], tree_a)
-    yield Contender(api, LINK, "delete", A, E, delete, deleted)
+    yield Contender(api, who, "write", E, A, write, stored_a)
+    yield Contender(api, who, "replace", B, A, write, stored_a)
+    yield Contender(api, who, "read", A, A, lambda: client[PATH], tree_a)
+    yield Contender(api, who, "delete", A, E, delete, deleted)
 
 
 def _v3(c: Clients, w: Workload) -> Iterator[Contender]:
@@ -357,7 +461,39 @@ def _v3(c: Clients, w: Workload) -> Iterator[Contender]:
     def etcdctl_pairs(result: Any) -> None:
         assert {k: v.encode() for k, v in result.items()} == expected, "etcdctl read differs"
 
+    def key_read(result: Any) -> None:
+        assert result in (KEY_VALUE, KEY_VALUE.encode()), f"{KEY_ETCD} read {result!r}"
+
+    def key_written(_: Any) -> None:
+        assert gw.get(KEY_ETCD.encode()) == [KEY_VALUE.encode()], f"{KEY_ETCD} not written"
+
+    def count(result: Any) -> None:
+        assert result == w.leaves, f"{result} keys or leaves read, {w.leaves} expected"
+
+    ANY = State.ANY
     yield from _library(API_V3, c.v3, w, stored_a, deleted)
+    if c.v3gw is not None:
+        yield from _library(API_V3, c.v3gw, w, stored_a, deleted, GATEWAY)
+    for who, client in ((LINK, c.v3), (GATEWAY, c.v3gw)):
+        if client is None:
+            continue
+        yield Contender(
+            API_V3, who, "key get", ANY, ANY, lambda m=client: link_get_many(m, CALLS), key_read,
+            calls=CALLS,
+        )  # fmt: skip
+        yield Contender(
+            API_V3, who, "key put", ANY, ANY, lambda m=client: link_put_many(m, CALLS),
+            key_written, calls=CALLS,
+        )  # fmt: skip
+    yield Contender(
+        API_V3, FLOOR, "key get", ANY, ANY, lambda: gw_get_many(gw, CALLS), key_read, calls=CALLS
+    )
+    yield Contender(
+        API_V3, FLOOR, "key put", ANY, ANY, lambda: gw_put_many(gw, CALLS), key_written,
+        calls=CALLS,
+    )  # fmt: skip
+    for name, peer in c.peers.items():
+        yield from _peer(name, peer, stored_a, deleted, count, key_read, key_written)
     yield Contender(API_V3, FLOOR, "write", E, A, lambda: floor_v3_write(gw, w.kv_a), stored_a)
     yield Contender(
         API_V3, FLOOR, "read", A, A, lambda: gw.get_prefix((key + "/").encode()), n_pairs
@@ -399,3 +535,29 @@ def _v2(c: Clients, w: Workload) -> Iterator[Contender]:
         API_V2, HAND, "write", E, A, lambda: hand_v2_write(pe, w.kv_a), stored_a, slow=True
     )
     yield Contender(API_V2, HAND, "read", A, A, lambda: hand_v2_read(pe, key), n_leaves, slow=True)
+
+
+def _peer(
+    name: str,
+    peer: PeerProcess,
+    stored_a: Callable[[Any], None],
+    deleted: Callable[[Any], None],
+    count: Callable[[Any], None],
+    key_read: Callable[[Any], None],
+    key_written: Callable[[Any], None],
+) -> Iterator[Contender]:
+    """One gRPC peer's contenders (v3), run by its worker (which times itself)."""
+    E, A, ANY = State.EMPTY, State.A, State.ANY
+    yield Contender(API_V3, name, "write", E, A, lambda: peer.op("write"), stored_a)
+    yield Contender(API_V3, name, "read", A, A, lambda: peer.op("read"), count)
+    yield Contender(API_V3, name + NESTED, "read", A, A, lambda: peer.op("nest"), count)
+    yield Contender(API_V3, name, "delete", A, E, lambda: peer.op("delete"), deleted)
+    yield Contender(
+        API_V3, name, "key get", ANY, ANY, lambda: peer.op("get1", key=KEY_ETCD, calls=CALLS),
+        key_read, calls=CALLS,
+    )  # fmt: skip
+    yield Contender(
+        API_V3, name, "key put", ANY, ANY,
+        lambda: peer.op("put1", key=KEY_ETCD, value=KEY_VALUE, calls=CALLS),
+        key_written, calls=CALLS,
+    )  # fmt: skip

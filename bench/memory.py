@@ -10,7 +10,8 @@ the mark cannot be reset, ``getrusage``'s ``ru_maxrss`` is used instead (then
 the growth can only be over-estimated, never under).
 
 With ``--tracemalloc`` the call also runs under :mod:`tracemalloc` (slower), to
-give the peak of the Python heap alone.
+give the peak of the Python heap alone.  ``--transport grpc|gateway`` picks
+link.etcd's v3 transport (only where link.etcd has that setting).
 """
 
 from __future__ import annotations
@@ -49,14 +50,19 @@ def _reset_peak() -> bool:
     return True
 
 
-def _child(endpoint: str, api: str, op: str, leaves: int, trace: bool) -> dict[str, Any]:
+def _child(
+    endpoint: str, api: str, op: str, leaves: int, trace: bool, transport: str | None = None
+) -> dict[str, Any]:
     from link.etcd import EtcdMiddleware
 
     from .contenders import PATH, PREFIX
     from .trees import make_tree
 
     tree = make_tree(leaves) if op == "write" else None
-    client = EtcdMiddleware(endpoints=[endpoint], api=api, prefix=PREFIX, read_timeout=300.0)
+    chosen: dict[str, Any] = {"transport": transport} if transport else {}
+    client = EtcdMiddleware(
+        endpoints=[endpoint], api=api, prefix=PREFIX, read_timeout=300.0, **chosen
+    )
     client.get("/no-such-key")  # connect (and, on v2, create python-etcd's client)
     gc.collect()
     exact = _reset_peak() and _status_kib("VmHWM") is not None
@@ -88,6 +94,7 @@ def _child(endpoint: str, api: str, op: str, leaves: int, trace: bool) -> dict[s
     client.close()
     return {
         "api": api,
+        "transport": transport,
         "op": op,
         "leaves": leaves,
         "seconds": seconds,
@@ -101,7 +108,14 @@ def _child(endpoint: str, api: str, op: str, leaves: int, trace: bool) -> dict[s
     }
 
 
-def measure(endpoint: str, api: str, op: str, leaves: int, trace: bool = False) -> dict[str, Any]:
+def measure(
+    endpoint: str,
+    api: str,
+    op: str,
+    leaves: int,
+    trace: bool = False,
+    transport: str | None = None,
+) -> dict[str, Any]:
     """Run one measurement in a fresh interpreter and return its JSON result.
 
     The caller prepares the path: empty for ``op="write"``, holding the
@@ -111,6 +125,7 @@ def measure(endpoint: str, api: str, op: str, leaves: int, trace: bool = False) 
     """
     cmd = [sys.executable, "-m", "bench.memory", "--endpoint", endpoint, "--api", api]
     cmd += ["--op", op, "--leaves", str(leaves)] + (["--tracemalloc"] if trace else [])
+    cmd += ["--transport", transport] if transport else []
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=root).stdout
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
@@ -124,8 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--op", choices=["write", "read"], required=True)
     parser.add_argument("--leaves", type=int, required=True)
     parser.add_argument("--tracemalloc", action="store_true")
+    parser.add_argument("--transport", choices=["grpc", "gateway"])
     args = parser.parse_args(argv)
-    result = _child(args.endpoint, args.api, args.op, args.leaves, args.tracemalloc)
+    result = _child(args.endpoint, args.api, args.op, args.leaves, args.tracemalloc, args.transport)
     print(json.dumps(result))
     return 0
 

@@ -19,8 +19,12 @@ from .analysis import (
     LINEAR_SLOPE,
     LINEAR_TO,
     MEMORY_LIMIT,
+    OLD_GATEWAY,
+    OLD_GATEWAY_MS,
     Index,
+    paired_ratio,
 )
+from .peers import PEERS
 
 __all__ = [
     "machine_info",
@@ -29,9 +33,28 @@ __all__ = [
     "profile_markdown",
 ]
 
-_OPS = ("write", "replace", "read", "delete")
-_WHO = (cn.LINK, cn.FLOOR, cn.HAND, cn.ETCDCTL)
-_COLORS = {cn.LINK: "#1f5fbf", cn.FLOOR: "#222222", cn.HAND: "#d62728", cn.ETCDCTL: "#2ca02c"}
+_OPS = ("write", "replace", "read", "delete", "key get", "key put")
+_WHO = (
+    cn.LINK,
+    cn.GATEWAY,
+    *(who for peer in PEERS for who in (peer, peer + cn.NESTED)),
+    cn.FLOOR,
+    cn.HAND,
+    cn.ETCDCTL,
+)
+_COLORS = {
+    cn.LINK: "#1f5fbf",
+    cn.GATEWAY: "#7fa7e6",
+    cn.FLOOR: "#222222",
+    cn.HAND: "#d62728",
+    cn.ETCDCTL: "#2ca02c",
+    PEERS[0]: "#ff7f0e",
+    PEERS[0] + cn.NESTED: "#ffbb78",
+    PEERS[1]: "#9467bd",
+    PEERS[1] + cn.NESTED: "#c5b0d5",
+    PEERS[2]: "#8c564b",
+    PEERS[2] + cn.NESTED: "#c49c94",
+}
 
 
 def fmt_time(seconds: float | None) -> str:
@@ -63,7 +86,9 @@ def _ordered(index: Index) -> list[str]:
     def rank(label: str) -> tuple[int, int, int]:
         m = next(index.get(label, s) for s in index.sizes if index.get(label, s))
         assert m is not None
-        return (0 if m.api == "v3" else 1, _OPS.index(m.op), _WHO.index(m.who))
+        op = _OPS.index(m.op) if m.op in _OPS else len(_OPS)
+        who = _WHO.index(m.who) if m.who in _WHO else len(_WHO)
+        return (0 if m.api == "v3" else 1, op, who)
 
     return sorted(index.labels, key=rank)
 
@@ -80,31 +105,51 @@ def times_table(index: Index, repeat: int) -> str:
     """Median time per contender and size; ``(n=1)`` where fewer runs than ``repeat``."""
     rows = []
     for label in _ordered(index):
-        cells = [label]
+        cells = [_per_call(index, label)]
         for leaves in index.sizes:
             m = index.get(label, leaves)
+            if m is not None and m.failed and not m.runs:
+                cells.append("failed")
+                continue
             if m is None or not m.runs:
                 cells.append("–")
                 continue
             text = fmt_time(index.median(label, leaves))
-            cells.append(text if len(m.runs) >= repeat else f"{text} (n={len(m.runs)})")
+            text = text if len(m.runs) >= repeat else f"{text} (n={len(m.runs)})"
+            cells.append(text + (" (then failed)" if m.failed else ""))
         rows.append(cells)
     return _table(["contender", *(_n(s) + " leaves" for s in index.sizes)], rows)
 
 
+def _count(n: int, calls: int) -> str:
+    """``n`` requests of a run of ``calls`` calls, per call."""
+    return f"{n:,}" if calls <= 1 else f"{n / calls:,.3g}"
+
+
+def _requests(requests: dict[str, int], calls: int) -> str:
+    return ", ".join(f"{_count(n, calls)} {k}" for k, n in sorted(requests.items()))
+
+
+def _per_call(index: Index, label: str) -> str:
+    """``label``, with ``(per call)`` for the single-key operations."""
+    calls = max((m.calls for m in index.by_key.values() if m.label == label), default=1)
+    return f"{label} (per call)" if calls > 1 else label
+
+
 def requests_table(index: Index) -> str:
-    """Requests the server counted for the first run of each contender."""
+    """Requests the server counted for the first run of each contender (per call for
+    the single-key operations)."""
     rows = []
     for label in _ordered(index):
-        cells = [label]
+        cells = [_per_call(index, label)]
         for leaves in index.sizes:
             m = index.get(label, leaves)
             if m is None or not m.requests:
                 cells.append("–")
                 continue
-            total = sum(m.requests.values())
-            detail = ", ".join(f"{n:,} {k}" for k, n in sorted(m.requests.items()))
-            cells.append(detail if len(m.requests) == 1 else f"{total:,}: {detail}")
+            total = _count(sum(m.requests.values()), m.calls)
+            detail = _requests(m.requests, m.calls)
+            cells.append(detail if len(m.requests) == 1 else f"{total}: {detail}")
         rows.append(cells)
     return _table(["contender", *(_n(s) + " leaves" for s in index.sizes)], rows)
 
@@ -121,7 +166,7 @@ def cpu_table(index: Index, leaves: int) -> str:
         server = statistics.median(e for _, _, e in m.cpu)
         rows.append(
             [
-                label,
+                _per_call(index, label),
                 fmt_time(wall),
                 fmt_time(client),
                 fmt_time(server),
@@ -136,6 +181,23 @@ def _verdict(met: bool | None) -> str:
     return "–" if met is None else ("met" if met else "**missed**")
 
 
+def _short(leaves: int) -> str:
+    return f"{leaves // 1000:,}k" if leaves >= 1000 and leaves % 1000 == 0 else _n(leaves)
+
+
+def _judged(row: dict[str, Any]) -> list[int]:
+    return list(row.get("judge_at") or [GOAL_LEAVES])
+
+
+def _resolved(row: dict[str, Any], found: dict[str, Any]) -> str:
+    """`` (aetcd)`` when the row's denominator was resolved to a peer, else ``""``."""
+    chosen = found.get("denominator", row["denominator"])
+    if chosen == row["denominator"]:
+        return ""
+    peer = chosen.split(" v3 ")[0].removesuffix(cn.NESTED)
+    return f" ({peer})"
+
+
 def ratios_table(ratios: list[dict[str, Any]], sizes: Sequence[int]) -> str:
     rows = []
     for row in ratios:
@@ -146,11 +208,75 @@ def ratios_table(ratios: list[dict[str, Any]], sizes: Sequence[int]) -> str:
                 cells.append("–")
             else:
                 mark = "" if found["pairs"] > 1 else " ¹"
-                cells.append(f"{found['ratio']:.2f}{mark}")
-        cells += [row["goal"] or "", _verdict(row["met"]) if row["goal"] else ""]
+                cells.append(f"{found['ratio']:.2f}{mark}{_resolved(row, found)}")
+        goal = ""
+        if row["goal"]:
+            goal = f"{row['goal']} at {', '.join(_short(s) for s in _judged(row))}"
+        cells += [goal, _verdict(row["met"]) if row["goal"] else ""]
         rows.append(cells)
-    header = ["ratio", *(_n(s) for s in sizes), f"goal at {_n(GOAL_LEAVES)}", "verdict"]
+    header = ["ratio", *(_n(s) for s in sizes), "goal", "verdict"]
     return _table(header, rows)
+
+
+def _median_of(values: Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def side_by_side_table(index: Index, leaves: int) -> str:
+    """v3 at one size: every contender of each operation with wall time and etcd CPU,
+    each also as the median paired ratio to link.etcd's same operation."""
+    rows = []
+    for label in _ordered(index):
+        m = index.get(label, leaves)
+        if m is None or m.api != "v3" or m.who in (cn.HAND,):
+            continue
+        if m.failed and not m.runs:
+            rows.append([_per_call(index, label), "failed", "", "", "", "", m.failed[:80]])
+            continue
+        if not m.runs:
+            continue
+        link = index.get(f"{cn.LINK} v3 {m.op}", leaves)
+        if m.op == "read" and m.who.endswith(cn.NESTED):
+            link = index.get(f"{cn.LINK} v3 read", leaves)
+        wall = _median_of(m.times)
+        server = _median_of([e for _, _, e in m.cpu])
+        client = _median_of([c for _, c, _ in m.cpu])
+        vs_wall = vs_cpu = "–"
+        if link is not None and link.runs and link is not m:
+            vs_wall = f"{paired_ratio(m, link)[0]:.2f}"
+            vs_cpu = f"{paired_ratio(m, link, 'etcd CPU')[0]:.2f}" if link.cpu else "–"
+        elif link is m:
+            vs_wall = vs_cpu = "1"
+        rows.append(
+            [
+                _per_call(index, label),
+                fmt_time(wall),
+                vs_wall,
+                fmt_time(server),
+                vs_cpu,
+                fmt_time(client),
+                _requests(m.requests, m.calls),
+            ]
+        )
+    header = [
+        "contender",
+        "wall",
+        "÷ link.etcd",
+        "etcd CPU",
+        "÷ link.etcd",
+        "client CPU",
+        "requests",
+    ]
+    return _table(header, rows, "lrrrrrl")
+
+
+def failures(index: Index) -> list[str]:
+    """One line per contender that failed at some size."""
+    return [
+        f"- {m.label} at {_n(m.leaves)} leaves: {m.failed}"
+        for m in index.by_key.values()
+        if m.failed
+    ]
 
 
 def linearity_table(rows: list[dict[str, Any]], sizes: Sequence[int]) -> str:
@@ -176,9 +302,10 @@ def memory_table(memory: list[dict[str, Any]]) -> str:
     rows = []
     for m in memory:
         traced = m.get("tracemalloc_peak")
+        how = f" ({m['transport']})" if m.get("transport") else ""
         rows.append(
             [
-                f"link.etcd {m['api']} {m['op']}",
+                f"link.etcd {m['api']}{how} {m['op']}",
                 _n(m["leaves"]),
                 f"{m['growth'] / 2**20:,.1f} MiB",
                 f"{m['bytes_per_leaf']:,.0f} B",
@@ -291,6 +418,8 @@ def machine_info(etcd_binary: str) -> dict[str, Any]:
         "etcd3gw": _version("etcd3gw"),
         "python-etcd": _version("python-etcd"),
         "link.etcd": _version("link.etcd"),
+        "grpcio": _version("grpcio"),
+        "protobuf": _version("protobuf"),
         "git_commit": git("rev-parse", "--short", "HEAD"),
         "git_dirty": bool(git("status", "--porcelain", "--", "link")),
         "link_digest": link_digest(),
@@ -304,12 +433,34 @@ def _machine_line(m: dict[str, Any]) -> str:
     if m.get("link_digest_after") and m["link_digest_after"] != m.get("link_digest"):
         dirty += " (**link/ changed during the run**: the subprocesses of the memory and "
         dirty += "profile sections may have run newer code)"
+    peers = ", ".join(f"{name} {version}" for name, version in m.get("peers", {}).items())
+    grpc = f", grpcio {m.get('grpcio')}, protobuf {m.get('protobuf')}" if peers else ""
     return (
         f"{m['cpu']}, {m['cores']} cores, {memory}{m['os']}; Python {m['python']}, "
         f"etcd {m['etcd']} (single member on loopback), etcd3gw {m['etcd3gw']}, "
-        f"python-etcd {m['python-etcd']}; link.etcd {m['link.etcd']} at commit "
-        f"{m['git_commit']}{dirty}; {m['date']}."
+        f"python-etcd {m['python-etcd']}{', ' + peers if peers else ''}{grpc}; "
+        f"link.etcd {m['link.etcd']} at commit {m['git_commit']}{dirty}; {m['date']}."
     )
+
+
+def _transport_line(m: dict[str, Any]) -> str:
+    if m.get("link_transports"):
+        return (
+            "link.etcd's v3 API ran with both transports: **link.etcd** is native gRPC "
+            '(`transport="grpc"`, the default) and **link.etcd gateway** the JSON gateway '
+            '(`transport="gateway"`).'
+        )
+    return (
+        "This link.etcd has no `transport` setting: **link.etcd** v3 is its only transport, "
+        "the JSON gateway (etcd3gw), so the goals against the gRPC peers compare the gateway, "
+        "and the old-gateway rows judge link.etcd itself."
+    )
+
+
+def _peers_line(m: dict[str, Any]) -> str:
+    missing = m.get("peers_missing", {})
+    lines = [f"- {name} was left out: {why}" for name, why in missing.items()]
+    return "\n".join(lines)
 
 
 def plot(index: Index, path: str, repeat: int) -> str | None:
@@ -372,7 +523,9 @@ def plot(index: Index, path: str, repeat: int) -> str | None:
                 ax.set_xlabel("leaves")
             if ax.lines:
                 ax.legend(fontsize=8, loc="best", framealpha=0.85)
-    fig.suptitle("link.etcd against the request floor, the hand-written loop and etcdctl")
+    fig.suptitle(
+        "link.etcd against the request floor, the hand-written loop, etcdctl and the gRPC clients"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -384,18 +537,22 @@ def _goal_lines(ratios: list[dict[str, Any]], memory: list[dict[str, Any]]) -> l
     for row in ratios:
         if not row["goal"]:
             continue
-        found = row["by_size"].get(GOAL_LEAVES)
-        value = (
-            f"{found['ratio']:.2f}" if found else f"not measured (no {_n(GOAL_LEAVES)}-leaf run)"
-        )
+        values = []
+        for leaves in _judged(row):
+            found = row["by_size"].get(leaves)
+            if found is None:
+                values.append(f"not measured at {_n(leaves)}")
+                continue
+            value = f"**{found['ratio']:.2f}**{_resolved(row, found)}"
+            values.append(f"{value} at {_n(leaves)}")
         lines.append(
-            f"- {row['name']} at {_n(GOAL_LEAVES)} leaves: **{value}** "
-            f"(goal {row['goal']}): {_verdict(row['met'])}"
+            f"- {row['name']}: {'; '.join(values)} (goal {row['goal']}): {_verdict(row['met'])}"
         )
     for m in memory:
         verdict = "met" if m["bytes_per_leaf"] < MEMORY_LIMIT else "**missed**"
+        how = f" ({m['transport']})" if m.get("transport") else ""
         lines.append(
-            f"- memory, link.etcd {m['api']} {m['op']} of {_n(m['leaves'])} leaves: "
+            f"- memory, link.etcd {m['api']}{how} {m['op']} of {_n(m['leaves'])} leaves: "
             f"**{m['bytes_per_leaf']:,.0f} B/leaf** peak RSS growth "
             f"(goal < {MEMORY_LIMIT}): {verdict}"
         )
@@ -476,6 +633,18 @@ def markdown_report(results: dict[str, Any], index: Index, png_name: str | None)
         "",
         *_goal_lines(results["ratios"], results.get("memory", [])),
         "",
+        _transport_line(results["machine"])
+        + " *Fastest gRPC peer*: at each size, whichever of "
+        + ", ".join(PEERS)
+        + " had the lowest median wall time for that operation (named in brackets); its etcd "
+        "CPU is the one compared. *Old gateway*: link.etcd v3 / floor at 10,000 leaves "
+        + ", ".join(f"{op} {ratio:.2f}" for op, ratio in OLD_GATEWAY.items())
+        + " in docs/performance.md of commit 0e74a5c (medians "
+        + ", ".join(f"{op} {ms} ms" for op, ms in OLD_GATEWAY_MS.items())
+        + ", on another machine: compare the ratios); the goal allows 10% of run-to-run noise.",
+        "",
+        *([_peers_line(results["machine"]), ""] if results["machine"].get("peers_missing") else []),
+        *(["Failures:", "", *failures(index), ""] if failures(index) else []),
         f"Machine: {_machine_line(results['machine'])}",
         "",
         f"Reproduce: `{results['command']}` from the repository root (whole run: "
@@ -509,6 +678,24 @@ def markdown_report(results: dict[str, Any], index: Index, png_name: str | None)
         "",
         cpu_table(index, cpu_leaves),
         "",
+    ]
+    side_sizes = [s for s in sizes if s >= GOAL_LEAVES] or sizes[-1:]
+    if any(m.who in PEERS for m in index.by_key.values()):
+        parts += [
+            "## link.etcd and the gRPC clients, side by side (v3)",
+            "",
+            "Same run, same server, interleaved. Wall time and etcd's CPU of one operation "
+            "(medians), and each as the median of the paired ratios to link.etcd's same "
+            "operation (below 1: cheaper than link.etcd; a *+ nesting* read is compared with "
+            "link.etcd's read, which returns nested dicts too). The peers ran in their own "
+            "worker processes and timed themselves around their client calls; client CPU is "
+            "that of the process that made the calls. *key get* / *key put*: "
+            f"{cn.CALLS} single-key calls in a row, figures per call.",
+            "",
+        ]
+        for leaves in side_sizes:
+            parts += [f"At {_n(leaves)} leaves:", "", side_by_side_table(index, leaves), ""]
+    parts += [
         "## Ratios",
         "",
         "Median of the ratios between runs of the same repetition (¹: a single pair). "
@@ -566,6 +753,22 @@ def markdown_report(results: dict[str, Any], index: Index, png_name: str | None)
         f"- **etcdctl** {results['machine']['etcd']}, the official client, v3 only: one "
         f"`etcdctl txn` process per {cn.BATCH} puts, one `etcdctl get --prefix` (text "
         "output parsed), one `etcdctl del --prefix`.",
+        "- **link.etcd gateway**: link.etcd's v3 API through the JSON gateway "
+        '(`transport="gateway"`), when link.etcd has that setting; **link.etcd** is then its '
+        'native gRPC transport (`transport="grpc"`).',
+        f"- **{', '.join(PEERS)}**, the Python gRPC clients of etcd v3, each in its own "
+        "worker process (they register the same `kv.proto` in protobuf's default pool and "
+        "cannot share one; `bench/peers.py`), which times itself around the client calls "
+        f"only: transactions of {cn.BATCH} puts (*write*), one `get_prefix` turned into "
+        "`(key, value)` pairs of bytes (*read*, flat), one `delete_prefix`. Their channels "
+        "have no receive limit (`grpc.max_receive_message_length` -1; gRPC's default 4 MiB "
+        "is too small for 100,000 keys). **+ nesting**: the same `get_prefix` followed by "
+        "the loop a user writes to nest the pairs into a dict of dicts (split each key on "
+        "`/`, `setdefault` down the path, values decoded as UTF-8 text; numbers and lists "
+        "stay strings and dicts, so it does less than link.etcd's read).",
+        f"- *key get* / *key put*: {cn.CALLS} calls in a row of `client['/x']` / "
+        "`client['/x'] = 'v'` (link.etcd), `get` / `put` of the key `/bench/x` (etcd3gw as "
+        "the floor, and each peer), reported per call.",
         "",
         "Trees (`bench/trees.py`, fixed seed): a root dict of sections holding nested dicts "
         "and lists (of scalars and of records), 2 to 9 children per container and up to 12 "

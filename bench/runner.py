@@ -10,6 +10,14 @@ is the current one, one is picked at random, so few untimed setups are needed.
 A contender stops repeating at a size once its runs, plus the setups they
 needed, took more than the time budget (it always runs once): the
 one-request-per-leaf loops run once at 100,000 leaves.
+
+A contender whose run returns a :class:`~bench.peers.Timed` (a gRPC peer, timed
+inside its worker process around the client calls) is recorded with that time
+and that client CPU; etcd's CPU is taken here around the whole command, which
+is the same thing (the server works only during the client calls).  A
+contender of ``calls`` calls in a row is recorded per call.  A run that raises
+is recorded as the contender's failure at that size (``Measurement.failed``)
+and the contender is not run again at that size; the run goes on.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from .contenders import (
     Contender,
     Setup,
     State,
+    Timed,
     Workload,
     contenders,
 )
@@ -61,6 +70,10 @@ class Measurement:
     cpu: list[tuple[int, float, float]] = field(default_factory=list)
     #: CPU seconds that other processes of the machine used during the timed runs.
     foreign_cpu: float = 0.0
+    #: Calls per run: times and CPU are per call (single-key operations: 200).
+    calls: int = 1
+    #: Why the contender failed at this size (``"PeerFailed: ..."``), else ``None``.
+    failed: str | None = None
 
     @property
     def label(self) -> str:
@@ -82,6 +95,8 @@ class Measurement:
             "setup_seconds": self.setup_seconds,
             "cpu": [{"rep": r, "client": c, "server": e} for r, c, e in self.cpu],
             "foreign_cpu": self.foreign_cpu,
+            "calls": self.calls,
+            "failed": self.failed,
         }
 
     @classmethod
@@ -97,6 +112,8 @@ class Measurement:
             data.get("setup_seconds", 0.0),
             [(c["rep"], c["client"], c["server"]) for c in data.get("cpu", [])],
             data.get("foreign_cpu", 0.0),
+            data.get("calls", 1),
+            data.get("failed"),
         )
 
 
@@ -151,11 +168,12 @@ def _schedule(
     order: list[Contender] = []
     simulated = dict(state)
     while left:
-        ready = [c for c in left if simulated[c.api] is c.needs]
+        ready = [c for c in left if c.needs in (State.ANY, simulated[c.api])]
         pick = rng.choice(ready or left)
         left.remove(pick)
         order.append(pick)
-        simulated[pick.api] = pick.gives
+        if pick.gives is not State.ANY:
+            simulated[pick.api] = pick.gives
     return order
 
 
@@ -179,17 +197,21 @@ def measure_size(
     cs = contenders(clients, work, apis)
     setups = {api: Setup(api, clients, work) for api in apis}
     state = {api: State.EMPTY for api in apis}
-    found = {c.label: Measurement(c.api, c.who, c.op, work.leaves, c.slow) for c in cs}
+    found = {
+        c.label: Measurement(c.api, c.who, c.op, work.leaves, c.slow, calls=c.calls) for c in cs
+    }
     spent = dict.fromkeys(found, 0.0)
     endpoint = clients.server.endpoint
     server_pid = clients.server.pid
     for rep in range(repeat):
-        todo = [c for c in cs if rep == 0 or spent[c.label] < budget]
+        todo = [
+            c for c in cs if not found[c.label].failed and (rep == 0 or spent[c.label] < budget)
+        ]
         if not todo:
             break
         for c in _schedule(todo, state, rng):
             m = found[c.label]
-            if state[c.api] is not c.needs:
+            if c.needs is not State.ANY and state[c.api] is not c.needs:
                 started = time.perf_counter()
                 setups[c.api](c.needs)
                 took = time.perf_counter() - started
@@ -200,20 +222,38 @@ def measure_size(
             before = request_counts(endpoint, c.api) if rep == 0 else None
             cpu0, server0, busy0 = client_cpu(), process_cpu(server_pid), machine_busy()
             started = time.perf_counter()
-            result = c.run()
+            try:
+                result = c.run()
+            except Exception as exc:  # noqa: BLE001 - recorded and reported, the run goes on
+                m.failed = f"{type(exc).__name__}: {exc}"[:300]
+                if c.needs is not State.ANY:
+                    state[c.api] = State.UNKNOWN
+                log(f"  {work.leaves:>7} leaves  rep {rep}  {c.label:<28} FAILED: {m.failed}")
+                continue
             seconds = time.perf_counter() - started
             client, server = client_cpu() - cpu0, process_cpu(server_pid) - server0
+            own, worker = client, 0.0
+            if isinstance(result, Timed):  # a worker process timed itself
+                seconds, client, result = result.seconds, result.cpu, result.value
+                worker = client
+            m.foreign_cpu += max(0.0, machine_busy() - busy0 - own - worker - server)
+            spent_here = seconds
+            seconds, client, server = seconds / c.calls, client / c.calls, server / c.calls
             m.cpu.append((rep, client, server))
-            m.foreign_cpu += max(0.0, machine_busy() - busy0 - client - server)
-            state[c.api] = c.gives
+            if c.gives is not State.ANY:
+                state[c.api] = c.gives
             if rep == 0:
                 m.requests = difference(request_counts(endpoint, c.api), before)
                 if c.check is not None:
                     c.check(result)
             del result
             m.runs.append((rep, seconds))
-            spent[c.label] += seconds
-            log(f"  {work.leaves:>7} leaves  rep {rep}  {c.label:<28} {seconds * 1000:10.1f} ms")
+            spent[c.label] += spent_here
+            per = " per call" if c.calls > 1 else ""
+            log(
+                f"  {work.leaves:>7} leaves  rep {rep}  {c.label:<28} "
+                f"{seconds * 1000:10.3f} ms{per}"
+            )
     return list(found.values())
 
 
