@@ -811,7 +811,7 @@ def test_delete_root() -> None:
 
 def raw_kvs(*pairs: tuple[bytes, bytes, int]) -> list[KeyValue]:
     """KeyValues as a transport builds them from raw etcd keys."""
-    return key_values(SimpleNamespace(key=k, value=v, mod_revision=m) for k, v, m in pairs)
+    return key_values(SimpleNamespace(key=k, value=v, mod_revision=m, lease=0) for k, v, m in pairs)
 
 
 def test_non_utf8_key_is_deleted_as_its_bytes() -> None:

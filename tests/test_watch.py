@@ -80,25 +80,50 @@ def test_returning_false_stops(client: EtcdMiddleware) -> None:
     assert calls == [None, 1]
 
 
-def test_backend_watch_events(v3: EtcdMiddleware) -> None:
-    stream = v3.watch("/e")
+def _event(client: EtcdMiddleware, path: str, write: Any, wanted: Any) -> Any:
+    """The first event on ``path`` for which ``wanted(event)`` holds, calling
+    ``write()`` until one comes (the first writes may race the watch's creation)."""
+    stream = client.watch(path)
     events: queue.Queue[Any] = queue.Queue()
     thread = threading.Thread(target=lambda: [events.put(e) for e in stream], daemon=True)
     thread.start()
+    deadline = time.monotonic() + WAIT
     try:
-        deadline = time.monotonic() + WAIT
-        while True:  # the first writes may race the watch creation: write until seen
-            v3["/e"] = {"x": "1"}
+        while True:
+            write()
             try:
-                event = events.get(timeout=0.5)
-                if event.type == "PUT" and event.key == v3.key("/e/x"):
-                    break
+                while True:
+                    event = events.get(timeout=0.5)
+                    if wanted(event):
+                        return event
             except queue.Empty:
                 assert time.monotonic() < deadline, "no event"
-                v3["/e"] = "other"  # so that the next write changes /e/x again
-        assert event.type == "PUT"
-        assert event.key == v3.key("/e/x")
-        assert event.value == b'"1"'
     finally:
         stream.cancel()
-    thread.join(WAIT)
+        thread.join(WAIT)
+
+
+def test_watch_events_are_decoded(client: EtcdMiddleware) -> None:
+    client["/e"] = {"x": "1", "n": 1}
+    counter = iter(range(2, 1000))
+    event = _event(
+        client, "/e", lambda: client.__setitem__("/e/n", next(counter)), lambda e: True
+    )
+    assert event.type == "PUT"
+    assert event.path == "/e/n"  # relative to the prefix, like the mapping's keys
+    assert event.key == client.key("/e/n")
+    assert isinstance(event.value, int) and event.value >= 2  # decoded, not b"2"
+    assert event.revision > 0
+    if client.settings.api == "v3":  # etcd gives the previous value on v3
+        assert event.prev_value == event.value - 1
+
+
+def test_watch_reports_deletes(client: EtcdMiddleware) -> None:
+    def write() -> None:
+        client["/d"] = {"gone": True}
+        del client["/d"]
+
+    event = _event(client, "/d", write, lambda e: e.type == "DELETE")
+    # v3 deletes key by key; v2 reports the directory's recursive delete
+    assert event.path == ("/d/gone" if client.settings.api == "v3" else "/d")
+    assert event.value is None

@@ -19,6 +19,7 @@ from .errors import (
     EtcdPermissionDenied,
     EtcdSettingsError,
     EtcdTimeout,
+    EtcdUnsupported,
 )
 from .middleware import EtcdMiddleware
 from .settings import EtcdSettings, load_settings
@@ -39,5 +40,6 @@ __all__ = [
     "EtcdSettings",
     "EtcdSettingsError",
     "EtcdTimeout",
+    "EtcdUnsupported",
     "load_settings",
 ]

@@ -12,6 +12,7 @@ Hierarchy::
     │   └── EtcdPermissionDenied   authenticated, but the user may not touch the key
     ├── EtcdCompareFailed          a txn compare (v3) or a concurrent change kept failing
     ├── EtcdCompacted              the revision asked for was compacted away (v3)
+    ├── EtcdUnsupported            the API in use cannot do this (v2: leases, past revisions)
     └── EtcdPartialWrite           a multi-request write stopped part way (cause chained)
 
 Only :class:`EtcdKeyNotFound` is a :class:`KeyError`: a dead network never looks
@@ -102,6 +103,10 @@ class EtcdCompacted(EtcdError):
         self.compact_revision = compact_revision
 
 
+class EtcdUnsupported(EtcdError):
+    """The etcd API in use (typically v2) has no way to do what was asked."""
+
+
 class EtcdPartialWrite(EtcdError):
     """A write that needed several requests stopped after some of them were applied.
 
@@ -135,4 +140,5 @@ __all__ = [
     "EtcdPermissionDenied",
     "EtcdSettingsError",
     "EtcdTimeout",
+    "EtcdUnsupported",
 ]

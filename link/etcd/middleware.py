@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, MutableMapping
-from typing import Any
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import TYPE_CHECKING, Any
 
-from . import codec
+from . import codec, primitives
 from .backends import Backend, open_backend
 from .backends.base import ABSENT
-from .errors import EtcdInvalidTree, EtcdKeyNotFound
+from .backends.v3 import V3Backend
+from .errors import EtcdInvalidTree, EtcdKeyNotFound, EtcdUnsupported
 from .paths import ancestor_keys, join_key, normalize_prefix, split_path
 from .settings import EtcdSettings, load_settings
 
-_MISSING: Any = object()
+if TYPE_CHECKING:
+    from .recipes.lease import Lease
+    from .watch import TreeWatch, Watch
+
+_MISSING: Any = primitives.MISSING
 
 
 class EtcdMiddleware(MutableMapping[str, Any]):
@@ -168,9 +173,139 @@ class EtcdMiddleware(MutableMapping[str, Any]):
             node = codec.encode(value, path)
             self.backend.replace(key, node, ancestors)
 
-    def set(self, path: str, value: Any) -> None:
-        """Same as ``self[path] = value``."""
-        self[path] = value
+    def set(
+        self,
+        path: str,
+        value: Any,
+        *,
+        ttl: float | None = None,
+        lease: Lease | int | None = None,
+        if_revision: int | None = None,
+    ) -> None:
+        """``self[path] = value``, with options.
+
+        :param ttl: seconds the tree lives: v3 grants a lease of ``ceil(ttl)``
+            seconds for this write (``LeaseGrant``) and attaches every key to it;
+            v2 gives the nodes a TTL.
+        :param lease: a :class:`~link.etcd.recipes.lease.Lease` (or its id) every
+            key of the tree is attached to (v3): the tree is deleted when the lease
+            ends.  Not with ``ttl``.
+        :param if_revision: write only if nothing at or below ``path`` was created,
+            changed or deleted after this revision (from :meth:`snapshot`); the
+            check and the write are one txn (v3).
+        :raises EtcdCompareFailed: ``if_revision`` was given and the tree changed
+            (nothing is written).
+        :raises EtcdCompacted: ``if_revision`` is older than etcd's compaction.
+        :raises EtcdInvalidTree: bad path or value, ``ttl`` and ``lease`` both
+            given, ``ttl`` not > 0, or a conditional write too large for one txn
+            (nothing is written).
+        :raises EtcdUnsupported: ``lease`` or ``if_revision`` on v2.
+        """
+        key, ancestors = self._writable(path)
+        lease_id = self._lease_id(path, ttl, lease)
+        with codec.gc_paused():
+            node = codec.encode(value, path)
+            if if_revision is None and ttl is not None and self.settings.api == "v2":
+                from .backends.v2 import V2Backend  # v2: node TTLs (see V2Backend.replace)
+
+                backend = self.backend
+                if not isinstance(backend, V2Backend):
+                    raise EtcdUnsupported(
+                        f"ttl= on v2 needs a V2Backend, not {backend!r}", key=path
+                    )
+                backend.replace(key, node, ancestors, ttl=ttl)
+            elif if_revision is None:
+                self.backend.replace(key, node, ancestors, lease=lease_id)
+            else:
+                self._v3(path, "if_revision").replace_if(
+                    key, ancestors, lambda items: node, lease=lease_id, since=if_revision
+                )
+
+    def _lease_id(self, path: str, ttl: float | None, lease: Lease | int | None) -> int:
+        """The lease id a write attaches its keys to (0: none); grants one for ``ttl``."""
+        if ttl is not None and lease is not None:
+            raise EtcdInvalidTree("give ttl or lease, not both", key=path)
+        v2 = self.settings.api == "v2"
+        if lease is not None and v2:
+            raise EtcdUnsupported("v2 has no leases (use ttl=, or api = v3)", key=path)
+        if lease is not None:
+            return lease if isinstance(lease, int) else lease.id
+        if ttl is None:
+            return 0
+        if (
+            not isinstance(ttl, (int, float))
+            or isinstance(ttl, bool)
+            or not ttl > 0
+            or ttl == float("inf")
+        ):
+            raise EtcdInvalidTree(f"ttl must be a number of seconds > 0, not {ttl!r}", key=path)
+        if v2:  # v2 has node TTLs, not leases: the write gives its nodes the ttl itself
+            return 0
+        return self.lease(ttl).id
+
+    def _v3(self, path: str, what: str) -> V3Backend:
+        """The v3 backend, for what only v3 can do.
+
+        :raises EtcdUnsupported: the middleware uses v2.
+        """
+        backend = self.backend
+        if not isinstance(backend, V3Backend):
+            raise EtcdUnsupported(f"{what} needs the v3 API (api = v3)", key=path)
+        return backend
+
+    # -- primitives (link.etcd.primitives) ------------------------------------
+
+    def create(
+        self, path: str, value: Any, *, ttl: float | None = None, lease: Lease | int | None = None
+    ) -> bool:
+        """Store ``value`` only if nothing is at ``path``; see :func:`.primitives.create`."""
+        return primitives.create(self, path, value, ttl=ttl, lease=lease)
+
+    def compare_and_swap(self, path: str, expected: Any, new: Any) -> bool:
+        """Swap only if ``path`` holds ``expected``; see :func:`.primitives.compare_and_swap`."""
+        return primitives.compare_and_swap(self, path, expected, new)
+
+    def transform(self, path: str, fn: Callable[[Any], Any], *, default: Any = _MISSING) -> Any:
+        """Read-modify-write without lost updates; see :func:`.primitives.transform`."""
+        return primitives.transform(self, path, fn, default=default)
+
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:  # type: ignore[override]
+        """Store several paths at once (atomic when they fit one txn); see
+        :func:`.primitives.update`."""
+        primitives.update(self, other, **kwargs)
+
+    def append(self, path: str, value: Any, *, ttl: float | None = None) -> str:
+        """Add a last item to the list at ``path``; see :func:`.primitives.append`."""
+        return primitives.append(self, path, value, ttl=ttl)
+
+    def rollback(self, path: str, revision: int) -> int:
+        """Store the tree as it was at ``revision``; see :func:`.primitives.rollback`."""
+        return primitives.rollback(self, path, revision)
+
+    # -- leases ------------------------------------------------------------
+
+    def lease(self, ttl: float, *, keepalive: bool = False) -> Lease:
+        """Grant a lease of ``ttl`` seconds (rounded up; ``Lease/LeaseGrant``, v3).
+
+        :param keepalive: refresh it in a background thread at about a third of its
+            TTL until it is revoked or closed.
+        :returns: a :class:`~link.etcd.recipes.lease.Lease` (a context manager that
+            revokes it on exit).
+        :raises EtcdUnsupported: on v2.
+        """
+        from .recipes.lease import Lease
+
+        return Lease.grant(self, ttl, keepalive=keepalive)
+
+    def lease_from_id(self, lease_id: int, *, keepalive: bool = False) -> Lease:
+        """A :class:`~link.etcd.recipes.lease.Lease` for an existing lease id (v3).
+
+        :raises EtcdError: etcd does not know the lease.
+        :raises EtcdUnsupported: on v2.
+        """
+        from .recipes.lease import Lease
+
+        return Lease.attach(self, lease_id, keepalive=keepalive)
 
     def __delitem__(self, path: str) -> None:
         """Delete the leaf or the whole subtree at ``path`` (v3: one ``txn``).
@@ -198,16 +333,20 @@ class EtcdMiddleware(MutableMapping[str, Any]):
 
     # -- watching ----------------------------------------------------------
 
-    def watch(self, path: str = "/", start_revision: int | None = None) -> Any:
-        """Watch ``path`` and its subtree; iterate the result for
-        :class:`link.etcd.backends.base.Event` s, call ``cancel()`` to stop.
+    def watch(self, path: str = "/", start_revision: int | None = None) -> Watch:
+        """Watch ``path`` and its subtree (v3: one ``Watch`` stream, with previous
+        values; v2: long polls).
 
         :param start_revision: first revision (v3) or index (v2) to report;
             ``None`` reports changes from now on.
+        :returns: a :class:`link.etcd.watch.Watch`: iterate it for decoded
+            :class:`link.etcd.watch.WatchEvent` s, ``cancel()`` to stop.
         """
-        return self.backend.watch(self.key(path), start_revision)
+        from .watch import Watch
 
-    def watch_tree(self, path: str, callback: Any) -> Any:
+        return Watch(self.backend.watch(self.key(path), start_revision), self._stem)
+
+    def watch_tree(self, path: str, callback: Callable[[Any, int], bool | None]) -> TreeWatch:
         """Call ``callback(value, revision)`` now and after every change below ``path``.
 
         :returns: the running :class:`link.etcd.watch.TreeWatch`; ``stop()`` ends it.
@@ -216,14 +355,25 @@ class EtcdMiddleware(MutableMapping[str, Any]):
 
         return TreeWatch(self, path, callback)
 
-    def snapshot(self, path: str = "/", default: Any = _MISSING) -> tuple[Any, int]:
+    def snapshot(
+        self, path: str = "/", default: Any = _MISSING, *, revision: int | None = None
+    ) -> tuple[Any, int]:
         """``(value, revision)``: the value at ``path`` and the revision (v3) or
         ``X-Etcd-Index`` (v2) it was read at, in one request.
 
         :param default: returned as the value when nothing is stored at ``path``;
             without it that raises :class:`EtcdKeyNotFound`.
+        :param revision: read the tree as it was at this revision (v3: ranges at
+            that revision, in one txn).
+        :raises EtcdCompacted: ``revision`` is older than etcd's compaction.
+        :raises EtcdUnsupported: ``revision`` on v2.
         """
-        value, revision = self.backend.read_tree(self.key(path))
+        if revision is None:
+            value, revision = self.backend.read_tree(self.key(path))
+        else:
+            value, revision = self._v3(path, "snapshot(revision=)").read_tree(
+                self.key(path), revision
+            )
         if value is ABSENT:
             if default is _MISSING:
                 raise EtcdKeyNotFound(f"nothing stored at {path!r}", key=path)

@@ -1,4 +1,5 @@
-"""TreeWatch: be told when a subtree changes (like kazoo's ``DataWatch``).
+"""Watches: decoded key events (:class:`Watch`), and :class:`TreeWatch`, which is
+told when a subtree changes (like kazoo's ``DataWatch``).
 
 >>> def on_change(value, revision):          # doctest: +SKIP
 ...     print(revision, value)
@@ -18,15 +19,77 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import codec
+from .backends.base import Event
+from .backends.base import Watch as BackendWatch
 from .errors import EtcdError
 
 if TYPE_CHECKING:
     from .middleware import EtcdMiddleware
 
 _log = logging.getLogger(__name__)
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    """One key changed, as :meth:`EtcdMiddleware.watch` reports it.
+
+    :attr type: ``'PUT'`` or ``'DELETE'``.
+    :attr path: the key's path below the middleware's prefix, like the mapping's
+        keys (``'/app/db/port'``; list items by position, ``'/l/00000000000000000002'``).
+    :attr value: the new value, decoded like a read (``None`` for a DELETE).
+    :attr revision: the store revision (v3) or index (v2) of the change; the
+        events of one revision (one txn) come one after the other.
+    :attr prev_value: the value before the change, decoded, when etcd still had it
+        (v3); else ``None``.
+    :attr key: the etcd key.
+    """
+
+    type: str
+    path: str
+    value: Any
+    revision: int
+    prev_value: Any = None
+    key: str = ""
+
+
+class Watch:
+    """An open watch on a subtree: iterate for :class:`WatchEvent` s; ``cancel()``
+    (from any thread) ends the iteration.  Survives reconnections and failover,
+    resuming after the last revision seen."""
+
+    def __init__(self, stream: BackendWatch, stem: str) -> None:
+        self._stream = stream
+        self._stem = stem
+
+    def __iter__(self) -> Iterator[WatchEvent]:
+        for event in self._stream:
+            yield self._decode(event)
+
+    def _decode(self, event: Event) -> WatchEvent:
+        prev = None if event.prev_value is None else codec.decode_leaf(event.prev_value)
+        return WatchEvent(
+            event.type,
+            event.key[len(self._stem) :] or "/",
+            codec.decode_leaf(event.value) if event.type == "PUT" else None,
+            event.revision,
+            prev,
+            event.key,
+        )
+
+    def cancel(self) -> None:
+        """Stop the watch; a blocked iteration ends."""
+        self._stream.cancel()
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.cancel()
+
 
 #: ``callback(value, revision)``; return ``False`` to stop watching.
 Callback = Callable[[Any, int], "bool | None"]

@@ -46,11 +46,13 @@ def check_leaf_sizes(leaves: Iterable[tuple[str, bytes]], max_request_bytes: int
 
 
 class KeyValue(NamedTuple):
-    """One stored key.  ``value`` is ``b''`` when read with ``keys_only``."""
+    """One stored key.  ``value`` is ``b''`` when read with ``keys_only``; ``lease``
+    is the id of the lease it is attached to (0: none; v3 only)."""
 
     key: str
     value: bytes
     mod_revision: int
+    lease: int = 0
 
 
 class _Absent:
@@ -78,12 +80,14 @@ class Snapshot:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """A change seen by a watch: ``type`` is ``'PUT'`` or ``'DELETE'``."""
+    """A change seen by a watch: ``type`` is ``'PUT'`` or ``'DELETE'``; ``prev_value``
+    the key's value before it (v3, when etcd still had it), else None."""
 
     type: str
     key: str
     value: bytes
     revision: int
+    prev_value: bytes | None = None
 
 
 class Backend(Protocol):
@@ -104,8 +108,9 @@ class Backend(Protocol):
         """Names of the direct children of ``key`` (one segment each, sorted)."""
         ...
 
-    def replace(self, key: str, node: Node, ancestors: Sequence[str]) -> None:
-        """Make ``key`` hold exactly ``node``; delete leaves at ``ancestors``."""
+    def replace(self, key: str, node: Node, ancestors: Sequence[str], *, lease: int = 0) -> None:
+        """Make ``key`` hold exactly ``node``; delete leaves at ``ancestors``; attach
+        every key written to lease ``lease`` (0: none; v2 raises EtcdUnsupported)."""
         ...
 
     def delete(self, key: str) -> int:

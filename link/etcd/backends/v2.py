@@ -11,15 +11,25 @@ subtree is read with one recursive ``GET`` (through python-etcd's connection
 handling), its answer parsed by msgspec into the few fields a read needs and
 decoded in one pass; directories are put in key order here.  Deletes and
 watches use python-etcd.
+
+The primitives that one v2 request can guard (a single key's ``prevExist``,
+``prevValue`` or ``prevIndex``) are here too: :meth:`V2Backend.create`,
+:meth:`V2Backend.compare_and_swap` and :meth:`V2Backend.transform_leaf` on a
+leaf, :meth:`V2Backend.append` with etcd's in-order keys, and node TTLs.  What
+would need a multi-key transaction (a swap of a tree, rewriting a tree from
+its read) is left to v3: the callers raise :class:`EtcdUnsupported`.
 """
+
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import operator
+import random
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -33,11 +43,14 @@ from .. import codec
 from ..codec import Node, iter_flatten
 from ..errors import (
     EtcdAuthError,
+    EtcdCompareFailed,
     EtcdConnectionFailed,
     EtcdError,
+    EtcdInvalidTree,
     EtcdPartialWrite,
     EtcdPermissionDenied,
     EtcdTimeout,
+    EtcdUnsupported,
 )
 from ..paths import SEP
 from ..settings import EtcdSettings
@@ -47,6 +60,21 @@ from .v2_pipeline import Pipeline, PipelineError, Request
 _PUT_ACTIONS = frozenset({"set", "create", "update", "compareAndSwap"})
 #: Seconds a watch long-poll waits before it checks whether it was cancelled.
 WATCH_POLL_SECONDS = 1.0
+#: Attempts of a conditional write that concurrent writers keep beating (as on v3).
+CONDITIONAL_ATTEMPTS = 64
+#: Segment of a list item before its in-order key is known (for size checks).
+_ANY_POSITION = codec.position(0)
+
+
+def _seconds(ttl: float | None) -> int | None:
+    """etcd v2's TTL for ``ttl`` seconds: whole seconds, rounded up (``None``: none)."""
+    return None if ttl is None else max(1, math.ceil(ttl))
+
+
+def _backoff(attempt: int) -> None:
+    """Jittered pause before attempt ``attempt`` (1, 2, …) of a contended write
+    (the same curve as v3's guarded writes: up to 50 ms)."""
+    time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
 
 
 def _quote(key: str) -> str:
@@ -217,7 +245,15 @@ class V2Backend:
 
     # -- writes ------------------------------------------------------------
 
-    def replace(self, key: str, node: Node, ancestors: Sequence[str]) -> None:
+    def replace(
+        self,
+        key: str,
+        node: Node,
+        ancestors: Sequence[str],
+        *,
+        lease: int = 0,
+        ttl: float | None = None,
+    ) -> None:
         """Write ``node`` at ``key`` in place of whatever is there (not atomic, see the
         module docstring).
 
@@ -226,13 +262,26 @@ class V2Backend:
         and one ``POST`` per list item, up to ``per_host_pool_size`` in flight.  Only
         when an ancestor is a leaf: one ``DELETE`` per ancestor first.
 
+        :param ttl: seconds the tree lives (v2 node TTLs, rounded up to whole
+            seconds).  A leaf gets the TTL.  A tree: its directory at ``key`` is
+            created first with the TTL (one more ``PUT dir=true``), so the whole
+            tree expires at once when etcd removes that directory; every leaf and
+            list item written below it carries the same TTL too (a safety net: if
+            the write outlives the directory, what it wrote afterwards expires as
+            well, though directories that etcd created implicitly for it stay).
+            Ancestor directories that the write creates get no TTL and stay
+            (empty) after the tree expires.
         :raises EtcdPartialWrite: when some writes failed after others were applied.
+        :raises EtcdUnsupported: ``lease`` given: v2 has node TTLs, not leases.
         """
+        if lease:
+            raise EtcdUnsupported("v2 has no leases (use ttl=, or api = v3)", key=key)
         check_leaf_sizes(iter_flatten(node, key), self.settings.max_request_bytes)
+        seconds = _seconds(ttl)
         client = self.client
         with self._translate(key):
             if isinstance(node, bytes):
-                self._put_leaf(key, node, ancestors)
+                self._put_leaf(key, node, ancestors, seconds)
                 return
             try:
                 client.delete(_quote(key), recursive=True)
@@ -240,10 +289,13 @@ class V2Backend:
                 pass
             except etcd.EtcdNotDir:  # an ancestor is a leaf
                 self._delete_leaf_ancestors(ancestors)
-        self._write_tree(key, node)
+            if seconds is not None:  # the directory that takes the whole tree with it
+                client.write(_quote(key), None, dir=True, ttl=seconds)
+        self._write_tree(key, node, seconds)
 
-    def _write_tree(self, key: str, node: Node) -> None:
-        """Write a container ``node`` into the (empty) ``key``, pipelined.
+    def _write_tree(self, key: str, node: Node, ttl: int | None = None) -> None:
+        """Write a container ``node`` into the (empty) ``key``, pipelined; every
+        request carries ``ttl`` (whole seconds) when given.
 
         In rounds: a round sends every known leaf (``PUT``) and every list's items
         (``POST``, a list's items in order on one connection), spread over
@@ -255,7 +307,7 @@ class V2Backend:
         applied = 0
         pending: list[tuple[str, Node]] = [(key, node)]
         while pending:
-            batches, followups = _round(pending, self.settings.per_host_pool_size)
+            batches, followups = _round(pending, self.settings.per_host_pool_size, ttl)
             try:
                 with self._translate(key):
                     answers = self._pipeline().run(batches)
@@ -285,16 +337,18 @@ class V2Backend:
             self._writer.prefer(base)
             return self._writer
 
-    def _put_leaf(self, key: str, value: bytes, ancestors: Sequence[str]) -> None:
+    def _put_leaf(
+        self, key: str, value: bytes, ancestors: Sequence[str], ttl: int | None = None
+    ) -> None:
         client = self.client
         try:
-            client.write(_quote(key), value.decode("utf-8"))
+            client.write(_quote(key), value.decode("utf-8"), ttl=ttl)
             return
         except etcd.EtcdNotDir:  # an ancestor is a leaf
             self._delete_leaf_ancestors(ancestors)
         except etcd.EtcdNotFile:  # a leaf over a directory
             self._delete_tree(key)
-        client.write(_quote(key), value.decode("utf-8"))
+        client.write(_quote(key), value.decode("utf-8"), ttl=ttl)
 
     def _delete_tree(self, key: str) -> bool:
         client = self.client
@@ -332,6 +386,224 @@ class V2Backend:
                     raise
             parent = parent.rsplit(SEP, 1)[0]
         return 1
+
+    # -- conditional writes: one key's prevExist, prevValue or prevIndex --------
+
+    def create(
+        self, key: str, node: Node, ancestors: Sequence[str], *, ttl: float | None = None
+    ) -> bool:
+        """Store ``node`` at ``key`` only if nothing is there (not even an empty directory).
+
+        A leaf: one ``PUT prevExist=false`` (atomic).  A tree: one
+        ``PUT dir=true prevExist=false`` claims ``key`` atomically, then the
+        contents are written into the new directory, pipelined as in
+        :meth:`replace`; readers may see the tree partly written meanwhile.  A leaf
+        at an ancestor is deleted first, as a replace does (one ``DELETE`` per
+        ancestor, only when etcd answers "not a directory").
+
+        :param ttl: seconds (rounded up): the leaf's TTL, or the directory's and
+            every node's below it (see :meth:`replace`).
+        :returns: True when written; False when ``key`` holds something (error 105).
+        :raises EtcdPartialWrite: a tree's contents stopped part way.
+        """
+        check_leaf_sizes(iter_flatten(node, key), self.settings.max_request_bytes)
+        seconds = _seconds(ttl)
+        value = node.decode("utf-8") if isinstance(node, bytes) else None
+        with self._translate(key):
+            try:
+                self._write_below(key, ancestors, value, ttl=seconds, prevExist=False)
+            except etcd.EtcdAlreadyExist:
+                return False
+        if not isinstance(node, bytes):
+            self._write_tree(key, node, seconds)
+        return True
+
+    def compare_and_swap(self, key: str, expected: bytes, new: bytes) -> bool:
+        """Store the leaf ``new`` at ``key`` only if ``key`` is a leaf holding exactly
+        ``expected`` (stored bytes): one ``PUT prevValue=<expected>``.
+
+        etcd refuses an empty ``prevValue``, so an empty ``expected`` costs one
+        ``GET`` and one ``PUT prevIndex=<its modifiedIndex>`` (read again if another
+        writer got in between).
+
+        :returns: True when swapped; False when ``key`` holds another value, a
+            directory or nothing (errors 101, 102, 100, 104).
+        """
+        check_leaf_sizes([(key, new)], self.settings.max_request_bytes)
+        client = self.client
+        text = new.decode("utf-8")
+        for attempt in range(CONDITIONAL_ATTEMPTS):
+            if expected:
+                condition: dict[str, Any] = {"prevValue": expected.decode("utf-8")}
+            else:
+                if attempt:
+                    _backoff(attempt)
+                current = self._get(key)[1]
+                if current is None or current.get("dir") or current.get("value") != "":
+                    return False
+                condition = {"prevIndex": current["modifiedIndex"]}
+            with self._translate(key):
+                try:
+                    client.write(_quote(key), text, **condition)
+                    return True
+                except (etcd.EtcdKeyNotFound, etcd.EtcdNotFile, etcd.EtcdNotDir):
+                    return False
+                except etcd.EtcdCompareFailed:
+                    if expected:
+                        return False
+        raise EtcdCompareFailed(
+            f"other writers kept changing {key!r}; gave up after {CONDITIONAL_ATTEMPTS} attempts",
+            endpoints=self.endpoints,
+            key=key,
+        )
+
+    def transform_leaf(
+        self, key: str, ancestors: Sequence[str], decide: Callable[[str | None], bytes]
+    ) -> bytes:
+        """Read the leaf at ``key`` and store ``decide(text)`` guarded by that read.
+
+        One ``GET`` (the value and its ``modifiedIndex``), then one
+        ``PUT prevIndex=<modifiedIndex>`` (``prevExist=false`` when nothing is
+        stored).  When another writer got in between (errors 101, 105, 100, 102)
+        it waits a jittered pause (up to 50 ms), reads again and calls ``decide``
+        again, up to :data:`CONDITIONAL_ATTEMPTS` times: no update is lost.
+
+        :param decide: the new stored bytes from the current text (``None`` when
+            nothing is stored); called once per attempt, may raise (nothing is
+            written then).
+        :returns: the bytes stored.
+        :raises EtcdUnsupported: ``key`` is a directory (v2 cannot rewrite a tree
+            guarded by one read).
+        :raises EtcdCompareFailed: other writers won every attempt.
+        """
+        client = self.client
+        for attempt in range(CONDITIONAL_ATTEMPTS):
+            if attempt:
+                _backoff(attempt)
+            current = self._get(key)[1]
+            if current is not None and current.get("dir"):
+                raise EtcdUnsupported(
+                    f"{key!r} holds a tree: rewriting a tree guarded by its read needs a "
+                    "multi-key transaction, which v2 does not have (use api = v3)",
+                    endpoints=self.endpoints,
+                    key=key,
+                )
+            new = decide(None if current is None else current.get("value") or "")
+            check_leaf_sizes([(key, new)], self.settings.max_request_bytes)
+            condition: dict[str, Any] = (
+                {"prevExist": False} if current is None else {"prevIndex": current["modifiedIndex"]}
+            )
+            with self._translate(key):
+                try:
+                    client.write(_quote(key), new.decode("utf-8"), **condition)
+                    return new
+                except (
+                    etcd.EtcdCompareFailed,
+                    etcd.EtcdAlreadyExist,
+                    etcd.EtcdKeyNotFound,
+                    etcd.EtcdNotFile,
+                ):
+                    pass  # another writer got in between: read again
+                except etcd.EtcdNotDir:  # a leaf at an ancestor: it goes, as in a replace
+                    self._delete_leaf_ancestors(ancestors)
+        raise EtcdCompareFailed(
+            f"other writers kept changing {key!r}; gave up after {CONDITIONAL_ATTEMPTS} attempts",
+            endpoints=self.endpoints,
+            key=key,
+        )
+
+    def append(
+        self, key: str, node: Node, ancestors: Sequence[str], *, ttl: float | None = None
+    ) -> str:
+        """Add ``node`` as the last item of the list at ``key``.
+
+        One ``GET`` of ``key`` (one level: is it a list?), then one ``POST``: etcd
+        gives the item an in-order key (20 digits, the list position format), so
+        concurrent appenders never collide and the items sort in the order etcd
+        applied the ``POST`` s.  A tree item is a ``POST dir=true`` followed by its
+        contents below the new key, written as in :meth:`replace` (readers may see
+        the item partly written).  An empty list's marker (the leaf ``[]``) is
+        deleted first (``DELETE prevValue=[]``).  A missing ``key`` becomes a list;
+        an empty directory (left by expired items, say) counts as an empty list.
+        The check and the ``POST`` are two requests: a writer that replaces the
+        list by a dict in between gets the item added to its dict.
+
+        The ``GET`` lists every item, so an append costs time in proportion to the
+        list's length (v2 has no ``limit``).
+
+        :param ttl: seconds (rounded up) the item lives, with every node below it.
+        :returns: the item's position segment (the in-order key's last segment).
+        :raises EtcdInvalidTree: ``key`` holds a leaf other than ``[]``, or a
+            directory whose names are not all positions (a dict); nothing written.
+        :raises EtcdPartialWrite: a tree item's contents stopped part way.
+        """
+        check_leaf_sizes(
+            iter_flatten(node, f"{key}{SEP}{_ANY_POSITION}"), self.settings.max_request_bytes
+        )
+        seconds = _seconds(ttl)
+        value = node.decode("utf-8") if isinstance(node, bytes) else None
+        client = self.client
+        for attempt in range(CONDITIONAL_ATTEMPTS):
+            if attempt:
+                _backoff(attempt)
+            current = self._get(key)[1]
+            if current is not None and not current.get("dir"):
+                if current.get("value") != codec.EMPTY_LIST.decode():
+                    raise EtcdInvalidTree(
+                        f"{key!r} holds a leaf, not a list", endpoints=self.endpoints, key=key
+                    )
+                with self._translate(key):
+                    try:  # the empty list's marker; not if another writer changed it
+                        client.delete(_quote(key), prevValue=codec.EMPTY_LIST.decode())
+                    except etcd.EtcdKeyNotFound:
+                        pass  # another appender deleted it
+                    except etcd.EtcdCompareFailed:
+                        continue  # changed meanwhile: read again
+            elif current is not None:
+                names = [_name(child["key"]) for child in current.get("nodes") or ()]
+                if not all(map(codec.is_position, names)):
+                    raise EtcdInvalidTree(
+                        f"{key!r} holds a dict, not a list", endpoints=self.endpoints, key=key
+                    )
+            with self._translate(key):
+                try:
+                    result = client.write(
+                        _quote(key), value, dir=value is None, append=True, ttl=seconds
+                    )
+                except etcd.EtcdNotDir:  # a leaf at key or an ancestor, written meanwhile
+                    self._delete_leaf_ancestors(ancestors)
+                    continue
+            created = _unhide(result.key)
+            if not isinstance(node, bytes):
+                self._write_tree(created, node, seconds)
+            return created[created.rindex(SEP) + 1 :]
+        raise EtcdCompareFailed(
+            f"other writers kept changing {key!r}; gave up after {CONDITIONAL_ATTEMPTS} attempts",
+            endpoints=self.endpoints,
+            key=key,
+        )
+
+    def _write_below(
+        self, key: str, ancestors: Sequence[str], value: str | None, **options: Any
+    ) -> etcd.EtcdResult:
+        """``client.write`` of ``value`` (``None``: a directory) at ``key``; when etcd
+        answers "not a directory" (104: a leaf at an ancestor), those leaves are
+        deleted, as a replace does, and the write is sent again.
+
+        python-etcd's exceptions are not translated (the caller does it).
+        """
+        client = self.client
+        for _ in range(CONDITIONAL_ATTEMPTS):
+            try:
+                return client.write(_quote(key), value, dir=value is None, **options)
+            except etcd.EtcdNotDir:
+                self._delete_leaf_ancestors(ancestors)
+        raise EtcdCompareFailed(
+            f"other writers kept writing leaves above {key!r}; gave up after "
+            f"{CONDITIONAL_ATTEMPTS} attempts",
+            endpoints=self.endpoints,
+            key=key,
+        )
 
     # -- watch -------------------------------------------------------------
 
@@ -412,15 +684,16 @@ def _request_count(node: Node) -> int:
 
 
 def _round(
-    pending: Sequence[tuple[str, Node]], connections: int
+    pending: Sequence[tuple[str, Node]], connections: int, ttl: int | None = None
 ) -> tuple[list[list[Request]], list[list[Node | None]]]:
     """One round of requests for ``pending`` (key, node) pairs, in batches (one per
-    connection), and per request the container it creates (``None`` for a leaf)."""
+    connection), and per request the container it creates (``None`` for a leaf);
+    every request carries ``ttl`` (whole seconds, ``None``: no TTL)."""
     units: list[list[tuple[Request, Node | None]]] = []
 
     def collect(key: str, node: Node) -> None:
         if isinstance(node, bytes):
-            units.append([(Request("PUT", _quote(key), node.decode("utf-8")), None)])
+            units.append([(Request("PUT", _quote(key), node.decode("utf-8"), ttl), None)])
         elif isinstance(node, dict):
             for name, child in node.items():
                 collect(f"{key}{SEP}{name}", child)
@@ -428,9 +701,9 @@ def _round(
             path = _quote(key)
             units.append(
                 [
-                    (Request("POST", path, item.decode("utf-8")), None)
+                    (Request("POST", path, item.decode("utf-8"), ttl), None)
                     if isinstance(item, bytes)
-                    else (Request("POST", path, None), item)
+                    else (Request("POST", path, None, ttl), item)
                     for item in node
                 ]
             )

@@ -41,11 +41,13 @@ WINDOW_BYTES = 256 * 1024
 @dataclass(frozen=True, slots=True)
 class Request:
     """One v2 keys request: ``PUT`` of a value, or ``POST`` (append) of a value or a
-    directory (``value=None``).  ``path`` is already URL-quoted (``/k%20x``)."""
+    directory (``value=None``).  ``path`` is already URL-quoted (``/k%20x``);
+    ``ttl`` gives the node etcd's TTL (whole seconds, ``None``: none)."""
 
     method: str
     path: str
     value: str | None
+    ttl: int | None = None
 
 
 class PipelineError(Exception):
@@ -140,6 +142,8 @@ class Pipeline:
         while stop < len(batch) and stop - start < WINDOW_REQUESTS and size < WINDOW_BYTES:
             request = batch[stop]
             fields = {"dir": "true"} if request.value is None else {"value": request.value}
+            if request.ttl is not None:
+                fields["ttl"] = str(request.ttl)
             body = urlencode(fields).encode()
             head = (
                 f"{request.method} {prefix}{request.path} HTTP/1.1\r\n{self._headers}"

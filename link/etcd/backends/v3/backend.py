@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ...codec import Node
 from ...errors import EtcdError, EtcdSettingsError
 from ...settings import EtcdSettings
-from ..base import Snapshot
-from . import engine
-from .engine import Concurrent, Limits, Plan, Sleep
+from ..base import KeyValue, Snapshot
+from . import engine, guarded
+from .engine import Call, Concurrent, Limits, Plan, Sleep
+from .protocol import LeaseGrant, LeaseKeepAlive, LeaseResult, LeaseRevoke, LeaseTimeToLive
 from .transport import Transport
 from .watch import V3Watch
 
@@ -31,6 +32,8 @@ def drive(plan: Plan, transport: Transport, key: str | None = None) -> Any:
             elif isinstance(step, Sleep):
                 time.sleep(step.seconds)
                 answer = None
+            elif isinstance(step, Call):
+                answer = step.function(step.argument)
             else:
                 answer = transport.call(step, key)
     except StopIteration as stop:
@@ -88,9 +91,13 @@ class V3Backend:
         ranges; ranges pinned to its revision past ``PAGE_SIZE`` keys)."""
         return self.run(engine.snapshot(key, keys_only=keys_only), key)  # type: ignore[no-any-return]
 
-    def read_tree(self, key: str) -> tuple[Any, int]:
-        """``(value, revision)``; :data:`~link.etcd.backends.base.ABSENT` when nothing is stored."""
-        return self.run(engine.read_tree(key), key)  # type: ignore[no-any-return]
+    def read_tree(self, key: str, revision: int = 0) -> tuple[Any, int]:
+        """``(value, revision)``; :data:`~link.etcd.backends.base.ABSENT` when nothing is
+        stored.  With ``revision``, the tree as it was then (ranges at that revision).
+
+        :raises EtcdCompacted: ``revision`` was compacted away.
+        """
+        return self.run(engine.read_tree(key, revision), key)  # type: ignore[no-any-return]
 
     def exists(self, key: str) -> bool:
         """One txn of two ``count_only`` ranges."""
@@ -100,13 +107,61 @@ class V3Backend:
         """Direct child names of ``key``, from one ``keys_only`` read of the subtree."""
         return self.run(engine.children(key), key)  # type: ignore[no-any-return]
 
-    def replace(self, key: str, node: Node, ancestors: Sequence[str]) -> None:
+    def replace(self, key: str, node: Node, ancestors: Sequence[str], *, lease: int = 0) -> None:
         """See :func:`.engine.replace`."""
-        self.run(engine.replace(key, node, ancestors, self.limits), key)
+        self.run(engine.replace(key, node, ancestors, self.limits, lease=lease), key)
 
     def delete(self, key: str) -> int:
         """Delete ``key`` and everything below it in one txn; how many keys."""
         return self.run(engine.delete(key), key)  # type: ignore[no-any-return]
+
+    def replace_if(
+        self,
+        key: str,
+        ancestors: Sequence[str],
+        decide: Callable[[list[KeyValue]], Any],
+        *,
+        lease: int = 0,
+        since: int | None = None,
+        attempts: int = guarded.GUARDED_ATTEMPTS,
+    ) -> tuple[bool, int]:
+        """See :func:`.guarded.replace_if`: ``(written, revision)``."""
+        plan = guarded.replace_if(
+            key, ancestors, self.limits, decide, lease=lease, since=since, attempts=attempts
+        )
+        return self.run(plan, key)  # type: ignore[no-any-return]
+
+    def replace_many(self, entries: Sequence[tuple[str, Node, Sequence[str]]]) -> int:
+        """See :func:`.guarded.replace_many`: the revision of the write."""
+        return self.run(guarded.replace_many(entries, self.limits))  # type: ignore[no-any-return]
+
+    def append(self, key: str, node: Node, ancestors: Sequence[str], *, lease: int = 0) -> str:
+        """See :func:`.guarded.append`: the new item's position segment."""
+        plan = guarded.append(key, node, ancestors, self.limits, lease=lease)
+        return self.run(plan, key)  # type: ignore[no-any-return]
+
+    # -- leases (etcd's Lease service) ----------------------------------------
+
+    def lease_grant(self, ttl: int) -> LeaseResult:
+        """``Lease/LeaseGrant``: a new lease of ``ttl`` seconds; its ``id`` and granted ``ttl``."""
+        return self.transport.call(LeaseGrant(ttl))  # type: ignore[return-value]
+
+    def lease_revoke(self, lease_id: int) -> None:
+        """``Lease/LeaseRevoke``: end the lease and delete every key attached to it.
+
+        :raises EtcdError: etcd does not know the lease (expired or revoked).
+        """
+        self.transport.call(LeaseRevoke(lease_id))
+
+    def lease_keepalive(self, lease_id: int) -> int:
+        """``Lease/LeaseKeepAlive``: one refresh; the new TTL in seconds (``<= 0``: the
+        lease is gone)."""
+        return self.transport.call(LeaseKeepAlive(lease_id)).ttl  # type: ignore[union-attr]
+
+    def lease_time_to_live(self, lease_id: int, *, keys: bool = False) -> LeaseResult:
+        """``Lease/LeaseTimeToLive``: seconds left (``ttl``, -1 when gone), the granted
+        TTL and, with ``keys``, the keys attached (bytes)."""
+        return self.transport.call(LeaseTimeToLive(lease_id, keys))  # type: ignore[return-value]
 
     def watch(self, key: str, start_revision: int | None = None) -> V3Watch:
         """Watch ``key`` and every key below it (one stream per call)."""

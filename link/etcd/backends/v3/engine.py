@@ -9,7 +9,8 @@ step's answer, until it returns the operation's result.  A step is
 - :class:`Concurrent`: several requests to keep in flight together, answered
   with a list holding, in order, each one's ``*Result`` or the
   :class:`~link.etcd.errors.EtcdError` it failed with;
-- :class:`Sleep`: wait, answered with ``None``.
+- :class:`Sleep`: wait, answered with ``None``;
+- :class:`Call`: call a user function (``transform``'s), answered with its result.
 
 The driver loop (see :func:`drive` in ``backend.py`` and the async twin) is::
 
@@ -33,7 +34,7 @@ between (see :func:`replace`).
 from __future__ import annotations
 
 import random
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -83,6 +84,15 @@ class Sleep:
 
 
 @dataclass(frozen=True, slots=True)
+class Call:
+    """A step: call ``function(argument)`` (user code, which an async driver may
+    await) and send back what it returned."""
+
+    function: Callable[[Any], Any]
+    argument: Any
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
     """The server limits a write is cut to (etcd's ``--max-txn-ops`` and
     ``--max-request-bytes``)."""
@@ -91,7 +101,7 @@ class Limits:
     max_request_bytes: int = 1572864
 
 
-Step: TypeAlias = "Request | Concurrent | Sleep"
+Step: TypeAlias = "Request | Concurrent | Sleep | Call"
 #: A plan returning ``T``.
 Plan: TypeAlias = Generator[Step, Any, Any]
 
@@ -109,6 +119,7 @@ def snapshot(
     keys_only: bool = False,
     singles: Sequence[str] | None = None,
     pairs: bool = False,
+    revision: int = 0,
 ) -> Plan:
     """Plan: the leaf at ``key`` and every key below it, at one revision.
 
@@ -118,14 +129,17 @@ def snapshot(
 
     :param pairs: items as ``(key, value)`` tuples, not :class:`KeyValue` s (what
         a tree read needs, made faster).
+    :param revision: read the tree as it was at this revision (0: now).
     :returns: a :class:`~link.etcd.backends.base.Snapshot`, items sorted by key
         within each range.
     """
     if singles is None:
         singles = [key] if key else []
     prefix, end = below(key)
-    ops: list[Op] = [Range(encode_key(single), keys_only=keys_only) for single in singles]
-    ops.append(Range(prefix, end, limit=PAGE_SIZE, keys_only=keys_only))
+    ops: list[Op] = [
+        Range(encode_key(single), keys_only=keys_only, revision=revision) for single in singles
+    ]
+    ops.append(Range(prefix, end, limit=PAGE_SIZE, keys_only=keys_only, revision=revision))
     answer: TxnResult = yield Txn((), ops)
     ranges: list[RangeResult] = answer.responses  # type: ignore[assignment]
     items: list[Any] = [item for r in ranges for item in _items(r, pairs)]
@@ -133,7 +147,7 @@ def snapshot(
     while more:
         start = encode_key(items[-1][0]) + b"\x00"
         page: RangeResult = yield Range(
-            start, end, limit=PAGE_SIZE, revision=answer.revision, keys_only=keys_only
+            start, end, limit=PAGE_SIZE, revision=revision or answer.revision, keys_only=keys_only
         )
         items.extend(_items(page, pairs))
         more = page.more
@@ -144,14 +158,18 @@ def _items(answer: RangeResult, pairs: bool) -> list[Any]:
     return answer.pairs() if pairs else answer.kvs
 
 
-def read_tree(key: str) -> Plan:
+def read_tree(key: str, revision: int = 0) -> Plan:
     """Plan: ``(value, revision)`` of ``key`` (:data:`ABSENT` when nothing is stored),
-    decoded by :func:`link.etcd.codec.decode`; one request below :data:`PAGE_SIZE` keys."""
+    decoded by :func:`link.etcd.codec.decode`; one request below :data:`PAGE_SIZE` keys.
+
+    :param revision: the tree as it was at this revision (0: now); the revision
+        returned is then ``revision``.
+    """
     with codec.gc_paused():
-        read: Snapshot = yield from snapshot(key, pairs=True)
+        read: Snapshot = yield from snapshot(key, pairs=True, revision=revision)
         if not read.items:
-            return ABSENT, read.revision
-        return codec.decode(read.items, key), read.revision
+            return ABSENT, revision or read.revision
+        return codec.decode(read.items, key), revision or read.revision
 
 
 def exists(key: str) -> Plan:
@@ -188,8 +206,13 @@ def delete(key: str) -> Plan:
 # -- replace ------------------------------------------------------------------
 
 
-def replace(key: str, node: Node, ancestors: Sequence[str], limits: Limits) -> Plan:
+def replace(
+    key: str, node: Node, ancestors: Sequence[str], limits: Limits, *, lease: int = 0
+) -> Plan:
     """Plan: make ``key`` hold exactly ``node`` and delete any leaf at ``ancestors``.
+
+    :param lease: the lease every key of ``node`` is attached to (0: none); a key
+        that already holds its value under another lease is written again.
 
     A leaf (``node`` is ``bytes``) is one txn with no read.  A tree is read,
     diffed and written as described in the module docstring.
@@ -210,14 +233,14 @@ def replace(key: str, node: Node, ancestors: Sequence[str], limits: Limits) -> P
         )
     if isinstance(node, bytes):
         check_leaf_sizes([(key, node)], limits.max_request_bytes)
-        yield Txn((), _leaf_ops(key, node, ancestors))
+        yield Txn((), _leaf_ops(key, node, ancestors, lease))
         return None
     leaves = dict(iter_flatten(node, key))
     check_leaf_sizes(leaves.items(), limits.max_request_bytes)
     for attempt in range(WRITE_ATTEMPTS):
         if attempt:
             yield Sleep(random.uniform(0, min(0.5, 0.005 * 2**attempt)))
-        done = yield from _replace_once(key, leaves, ancestors, limits)
+        done = yield from _replace_once(key, leaves, ancestors, limits, lease)
         if done:
             return None
     raise EtcdCompareFailed(
@@ -227,16 +250,16 @@ def replace(key: str, node: Node, ancestors: Sequence[str], limits: Limits) -> P
     )
 
 
-def _leaf_ops(key: str, value: bytes, ancestors: Sequence[str]) -> list[Op]:
+def _leaf_ops(key: str, value: bytes, ancestors: Sequence[str], lease: int = 0) -> list[Op]:
     """Put the leaf, delete everything below it and the leaves at its ancestors."""
-    ops: list[Op] = [Put(encode_key(key), value), DeleteRange(*below(key))]
+    ops: list[Op] = [Put(encode_key(key), value, lease), DeleteRange(*below(key))]
     ops += [DeleteRange(encode_key(ancestor)) for ancestor in ancestors]
     return ops
 
 
-def _op(change: Change) -> Op:
+def _op(change: Change, lease: int = 0) -> Op:
     key, value = change
-    return DeleteRange(key) if value is None else Put(key, value)
+    return DeleteRange(key) if value is None else Put(key, value, lease)
 
 
 def diff(current: dict[str, bytes], leaves: dict[str, bytes]) -> list[Change]:
@@ -266,7 +289,7 @@ def batches(changes: list[Change], limits: Limits) -> list[list[Change]]:
     return out
 
 
-def batch_txn(batch: list[Change], key: str, revision: int) -> Txn:
+def batch_txn(batch: list[Change], key: str, revision: int, lease: int = 0) -> Txn:
     """The txn of one batch of a large write: its changes, guarded by compares on
     only the keys it covers (keys below ``key`` as one range from the batch's first
     to its last key; others, the subtree's own key and ancestors, one by one), so
@@ -276,16 +299,18 @@ def batch_txn(batch: list[Change], key: str, revision: int) -> Txn:
     span = [k for k, _ in batch if k.startswith(inside)]
     if span:
         compares.append(unchanged_since(revision, span[0], span[-1] + b"\x00"))
-    return Txn(compares, [_op(change) for change in batch])
+    return Txn(compares, [_op(change, lease) for change in batch])
 
 
 def _replace_once(
-    key: str, leaves: dict[str, bytes], ancestors: Sequence[str], limits: Limits
+    key: str, leaves: dict[str, bytes], ancestors: Sequence[str], limits: Limits, lease: int
 ) -> Plan:
     """One attempt: returns True when written, False when a compare failed."""
     singles = [k for k in (*ancestors, key) if k]
     read: Snapshot = yield from snapshot(key, singles=singles)
-    changes = diff({kv.key: kv.value for kv in read.items}, leaves)
+    # a key held under another lease is written again, attached to this one
+    current = {kv.key: (kv.value if kv.lease == lease else None) for kv in read.items}
+    changes = diff(current, leaves)  # type: ignore[arg-type]
     if not changes:
         return True
     cut = batches(changes, limits)
@@ -293,10 +318,10 @@ def _replace_once(
     if len(cut) == 1:
         compares = [unchanged_since(revision, encode_key(k)) for k in singles]
         compares.append(unchanged_since(revision, *below(key)))
-        answer: TxnResult = yield Txn(compares, [_op(change) for change in changes])
+        answer: TxnResult = yield Txn(compares, [_op(change, lease) for change in changes])
         return answer.succeeded
     del changes
-    txns = (batch_txn(batch, key, revision) for batch in cut)  # built as they are sent
+    txns = (batch_txn(batch, key, revision, lease) for batch in cut)  # built as they are sent
     answers = yield Concurrent(txns, TXNS_IN_FLIGHT)
     del cut
     written = _applied(key, answers)

@@ -49,6 +49,9 @@ def _range(r: v3.Range) -> dict[str, Any]:
         body["keys_only"] = True
     if r.count_only:
         body["count_only"] = True
+    if r.descending:
+        body["sort_order"] = "DESCEND"
+        body["sort_target"] = "KEY"
     return body
 
 
@@ -107,6 +110,7 @@ class _KV(msgspec.Struct, gc=False):
     key: bytes  # base64 in JSON: msgspec decodes it in C
     value: bytes = b""  # left out when empty, or by keys_only
     mod_revision: int = 0  # an int64, sent as a JSON string
+    lease: int = 0
 
 
 class _Range(msgspec.Struct, gc=False):
@@ -171,6 +175,7 @@ class _Members(msgspec.Struct, gc=False):
 class _Event(msgspec.Struct, gc=False):
     kv: _KV
     type: str = "PUT"
+    prev_kv: _KV | None = None
 
 
 class _Watch(msgspec.Struct, gc=False):
@@ -280,7 +285,14 @@ _WATCH_LINE = _decoder(_WatchLine)
 
 
 def _watch_result(m: _Watch) -> v3.WatchResult:
-    events = [v3.WatchEvent(e.type, v3.key_values([e.kv])[0]) for e in m.events]
+    events = [
+        v3.WatchEvent(
+            e.type,
+            v3.key_values([e.kv])[0],
+            None if e.prev_kv is None else v3.key_values([e.prev_kv])[0],
+        )
+        for e in m.events
+    ]
     return v3.WatchResult(
         m.header.revision, m.created, m.canceled, m.compact_revision, m.cancel_reason, events
     )

@@ -29,9 +29,8 @@ from urllib.parse import urlsplit
 import grpc
 
 from ...errors import EtcdAuthError, EtcdError
-from ...paths import decode_key
 from ...settings import EtcdSettings
-from ..base import WATCH_IDLE_SECONDS, KeyValue
+from ..base import WATCH_IDLE_SECONDS
 from . import messages as pb
 from . import protocol as v3
 from .transport import Failover, Unreachable
@@ -52,6 +51,7 @@ def _range(r: v3.Range) -> Any:
         revision=r.revision,
         keys_only=r.keys_only,
         count_only=r.count_only,
+        sort_order=2 if r.descending else 0,  # DESCEND
     )
 
 
@@ -195,7 +195,8 @@ def _watch_result(m: Any) -> v3.WatchResult:
     events = [
         v3.WatchEvent(
             _EVENT_TYPES[e.type],
-            KeyValue(decode_key(e.kv.key), e.kv.value, e.kv.mod_revision),
+            v3.key_values([e.kv])[0],
+            v3.key_values([e.prev_kv])[0] if e.HasField("prev_kv") else None,
         )
         for e in m.events
     ]
@@ -264,15 +265,25 @@ class _Endpoint:
         )
 
 
+def _ready(channel: grpc.Channel, timeout: float) -> bool:
+    """True when ``channel`` is connected, or connects within ``timeout`` seconds.
+    The future is cancelled either way: a pending one keeps a polling thread."""
+    future = grpc.channel_ready_future(channel)
+    try:
+        future.result(timeout=timeout)
+        return True
+    except grpc.FutureTimeoutError:
+        return False
+    finally:
+        future.cancel()
+
+
 def _not_connected(member: _Endpoint) -> str | None:
     """Why ``member``'s channel has no connection (refused, not HTTP/2, …), or None
     when it is connected: asked with one call that does not wait for the channel,
     so gRPC answers at once with its last connection error."""
-    try:
-        grpc.channel_ready_future(member.channel).result(timeout=0)
+    if _ready(member.channel, 0):
         return None
-    except grpc.FutureTimeoutError:
-        pass
     try:
         member.unary[v3.Status](pb.StatusRequest(), timeout=0.5)
     except grpc.RpcError as exc:
@@ -451,10 +462,8 @@ class GrpcTransport:
         :raises Unreachable: its channel did not become ready within ``read_timeout``.
         """
         _, member = next(self.failover.order())
-        try:
-            grpc.channel_ready_future(member.channel).result(timeout=self.settings.read_timeout)
-        except grpc.FutureTimeoutError:
-            raise Unreachable(f"{member.url} did not accept a watch", timed_out=True) from None
+        if not _ready(member.channel, self.settings.read_timeout):
+            raise Unreachable(f"{member.url} did not accept a watch", timed_out=True)
         message = pb.WatchRequest(
             create_request=pb.WatchCreateRequest(
                 key=create.key,

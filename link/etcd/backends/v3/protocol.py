@@ -40,6 +40,8 @@ class Range:
 
     :param limit: most keys returned (0: all); ``more`` says whether more exist.
     :param revision: read as of this store revision (0: the latest).
+    :param descending: keys in descending order (etcd's ``sort_order=DESCEND``,
+        ``sort_target=KEY``).
     """
 
     key: bytes
@@ -48,6 +50,7 @@ class Range:
     revision: int = 0
     keys_only: bool = False
     count_only: bool = False
+    descending: bool = False  # sorted by key, last first (with limit: the last keys)
 
 
 @dataclass(slots=True)
@@ -260,7 +263,7 @@ def key_values(kvs: Iterable[Any]) -> list[KeyValue]:
     """:class:`KeyValue` s of parsed ``mvccpb.KeyValue`` s (anything with ``key``,
     ``value`` and ``mod_revision``: protobuf messages, the gateway's structs)."""
     new = tuple.__new__  # KeyValue(...) without its Python-level __new__: the read hot path
-    return [new(KeyValue, (decode_key(kv.key), kv.value, kv.mod_revision)) for kv in kvs]
+    return [new(KeyValue, (decode_key(kv.key), kv.value, kv.mod_revision, kv.lease)) for kv in kvs]
 
 
 #: The answer to one txn operation.
@@ -355,10 +358,12 @@ class MemberListResult:
 
 @dataclass(slots=True)
 class WatchEvent:
-    """One event of a watch answer: ``type`` is ``'PUT'`` or ``'DELETE'``."""
+    """One event of a watch answer: ``type`` is ``'PUT'`` or ``'DELETE'``; ``prev_kv``
+    the key before the event, when the watch asked for it and etcd still had it."""
 
     type: str
     kv: KeyValue
+    prev_kv: KeyValue | None = None
 
 
 @dataclass(slots=True)
@@ -438,6 +443,8 @@ def error_for(
     where: dict[str, Any] = {"endpoints": endpoints, "key": key}
     if code == INVALID_ARGUMENT and any(text in message for text in AUTH_FAILURES):
         return EtcdAuthError(f"authentication failed: {message}", **where)
+    if code == OUT_OF_RANGE and "future revision" in message:
+        return EtcdInvalidTree(f"no such revision yet: {message}", **where)
     cls = ERRORS.get(code, EtcdError)
     if cls is EtcdInvalidTree:
         return EtcdInvalidTree(f"etcd rejected the request: {message}", **where)

@@ -62,7 +62,7 @@ class V3Watch:
 
     def _create(self) -> WatchCreate:
         watch_key = encode_key(self._key) if self._key else SEP.encode()
-        return WatchCreate(watch_key, range_end(watch_key), self._next_revision or 0)
+        return WatchCreate(watch_key, range_end(watch_key), self._next_revision or 0, prev_kv=True)
 
     def _follow(self) -> Iterator[Event]:
         stream = self._transport.open_watch(self._create(), self._key)
@@ -106,4 +106,7 @@ class V3Watch:
             if self._key and kv.key != self._key and not kv.key.startswith(inside):
                 continue  # e.g. '/app-x' for a watch on '/app'
             self._next_revision = kv.mod_revision + 1
-            yield Event(event.type, kv.key, kv.value, kv.mod_revision)
+            prev = event.prev_kv
+            yield Event(
+                event.type, kv.key, kv.value, kv.mod_revision, None if prev is None else prev.value
+            )
