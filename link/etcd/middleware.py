@@ -278,6 +278,13 @@ class EtcdMiddleware(MutableMapping[str, Any]):
         """Add a last item to the list at ``path``; see :func:`.primitives.append`."""
         return primitives.append(self, path, value, ttl=ttl)
 
+    def history(self, path: str, start_revision: int | None = None) -> Iterator[tuple[int, Any]]:
+        """Every version of the tree at ``path`` still in etcd's history, as
+        ``(revision, value)``; see :func:`link.etcd.history.history` (v3)."""
+        from .history import history
+
+        return history(self, path, start_revision)
+
     def rollback(self, path: str, revision: int) -> int:
         """Store the tree as it was at ``revision``; see :func:`.primitives.rollback`."""
         return primitives.rollback(self, path, revision)
