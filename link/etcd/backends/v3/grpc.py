@@ -114,7 +114,7 @@ def _txn_result(m: Any) -> v3.TxnResult:
     return v3.TxnResult(m.header.revision, m.succeeded, m.responses, _op_result)
 
 
-def _lease_result(m: Any) -> v3.LeaseResult:
+def lease_result(m: Any) -> v3.LeaseResult:
     return v3.LeaseResult(
         m.header.revision,
         m.ID,
@@ -133,8 +133,9 @@ def _member_list_result(m: Any) -> v3.MemberListResult:
     return v3.MemberListResult(m.header.revision, members)
 
 
-#: Per request type: etcd's method path, request to message, answer class, message to result.
-_UNARY: dict[type, tuple[str, Callable[[Any], Any], Any, Callable[[Any], Any]]] = {
+#: Per request type: etcd's method path, request to message, answer class, message to
+#: result (shared by the sync transport and :mod:`link.etcd.aio`'s).
+UNARY: dict[type, tuple[str, Callable[[Any], Any], Any, Callable[[Any], Any]]] = {
     v3.Range: ("/etcdserverpb.KV/Range", _range, pb.RangeResponse, _range_result),
     v3.Put: (
         "/etcdserverpb.KV/Put",
@@ -159,7 +160,7 @@ _UNARY: dict[type, tuple[str, Callable[[Any], Any], Any, Callable[[Any], Any]]] 
         "/etcdserverpb.Lease/LeaseGrant",
         lambda r: pb.LeaseGrantRequest(TTL=r.ttl, ID=r.id),
         pb.LeaseGrantResponse,
-        _lease_result,
+        lease_result,
     ),
     v3.LeaseRevoke: (
         "/etcdserverpb.Lease/LeaseRevoke",
@@ -171,7 +172,7 @@ _UNARY: dict[type, tuple[str, Callable[[Any], Any], Any, Callable[[Any], Any]]] 
         "/etcdserverpb.Lease/LeaseTimeToLive",
         lambda r: pb.LeaseTimeToLiveRequest(ID=r.id, keys=r.keys),
         pb.LeaseTimeToLiveResponse,
-        _lease_result,
+        lease_result,
     ),
     v3.Status: (
         "/etcdserverpb.Maintenance/Status",
@@ -186,12 +187,12 @@ _UNARY: dict[type, tuple[str, Callable[[Any], Any], Any, Callable[[Any], Any]]] 
         _member_list_result,
     ),
 }
-_KEEPALIVE = "/etcdserverpb.Lease/LeaseKeepAlive"
-_WATCH = "/etcdserverpb.Watch/Watch"
-_AUTHENTICATE = "/etcdserverpb.Auth/Authenticate"
+KEEPALIVE = "/etcdserverpb.Lease/LeaseKeepAlive"
+WATCH = "/etcdserverpb.Watch/Watch"
+AUTHENTICATE = "/etcdserverpb.Auth/Authenticate"
 
 
-def _watch_result(m: Any) -> v3.WatchResult:
+def watch_result(m: Any) -> v3.WatchResult:
     events = [
         v3.WatchEvent(
             _EVENT_TYPES[e.type],
@@ -205,6 +206,22 @@ def _watch_result(m: Any) -> v3.WatchResult:
     )
 
 
+def watch_request(create: v3.WatchCreate) -> Any:
+    """The ``WatchRequest`` that opens a watch stream."""
+    return pb.WatchRequest(
+        create_request=pb.WatchCreateRequest(
+            key=create.key,
+            range_end=create.range_end,
+            start_revision=create.start_revision,
+            prev_kv=create.prev_kv,
+        )
+    )
+
+
+#: What a watch stream sends to ask a silent member for a progress answer.
+PROGRESS_REQUEST: Any = pb.WatchRequest(progress_request=pb.WatchProgressRequest())
+
+
 # -- channels ----------------------------------------------------------------------
 
 
@@ -215,9 +232,10 @@ def _read(path: str | None) -> bytes | None:
         return file.read()
 
 
-def _channel(url: str, settings: EtcdSettings) -> grpc.Channel:
+def channel_args(url: str, settings: EtcdSettings) -> tuple[str, Any, list[tuple[str, Any]]]:
+    """``(target, credentials, options)`` of ``url``'s channel (sync or ``grpc.aio``);
+    ``credentials`` is None for plain ``http``."""
     parts = urlsplit(url)
-    target = parts.netloc
     options = [
         ("grpc.max_receive_message_length", -1),
         ("grpc.max_send_message_length", -1),
@@ -228,39 +246,49 @@ def _channel(url: str, settings: EtcdSettings) -> grpc.Channel:
         ("grpc.max_reconnect_backoff_ms", 1000),
     ]
     if parts.scheme != "https":
-        return grpc.insecure_channel(target, options)
+        return parts.netloc, None, options
     credentials = grpc.ssl_channel_credentials(
         root_certificates=_read(settings.ca_cert),
         private_key=_read(settings.cert_key or settings.cert),
         certificate_chain=_read(settings.cert),
     )
+    return parts.netloc, credentials, options
+
+
+def _channel(url: str, settings: EtcdSettings) -> grpc.Channel:
+    target, credentials, options = channel_args(url, settings)
+    if credentials is None:
+        return grpc.insecure_channel(target, options)
     return grpc.secure_channel(target, credentials, options)
 
 
-class _Endpoint:
-    """One member: its channel, its method callables and the auth token it issued."""
+class Endpoint:
+    """One member: its channel (a ``grpc`` or a ``grpc.aio`` one: both make method
+    callables alike), its method callables and the auth token it issued."""
 
-    def __init__(self, url: str, settings: EtcdSettings) -> None:
+    def __init__(self, url: str, channel: Any) -> None:
         self.url = url
-        self.channel = _channel(url, settings)
+        self.channel = channel
         self.token: str | None = None
+        #: Whether a call on this member ever succeeded.
+        self.answered = False
         self.unary = {
             kind: self.channel.unary_unary(
-                path, request_serializer=_serialize, response_deserializer=answer.FromString
+                path, request_serializer=serialize, response_deserializer=answer.FromString
             )
-            for kind, (path, _, answer, _) in _UNARY.items()
+            for kind, (path, _, answer, _) in UNARY.items()
         }
         self.keepalive = self.channel.stream_stream(
-            _KEEPALIVE,
-            request_serializer=_serialize,
+            KEEPALIVE,
+            request_serializer=serialize,
             response_deserializer=pb.LeaseKeepAliveResponse.FromString,
         )
         self.watch = self.channel.stream_stream(
-            _WATCH, request_serializer=_serialize, response_deserializer=pb.WatchResponse.FromString
+            WATCH, request_serializer=serialize, response_deserializer=pb.WatchResponse.FromString
         )
         self.authenticate = self.channel.unary_unary(
-            _AUTHENTICATE,
-            request_serializer=_serialize,
+            AUTHENTICATE,
+            request_serializer=serialize,
             response_deserializer=pb.AuthenticateResponse.FromString,
         )
 
@@ -278,24 +306,40 @@ def _ready(channel: grpc.Channel, timeout: float) -> bool:
         future.cancel()
 
 
-def _not_connected(member: _Endpoint) -> str | None:
-    """Why ``member``'s channel has no connection (refused, not HTTP/2, …), or None
-    when it is connected: asked with one call that does not wait for the channel,
-    so gRPC answers at once with its last connection error."""
-    if _ready(member.channel, 0):
+def _not_connected(member: Endpoint) -> str | None:
+    """Why a member that never answered has no connection (refused, not HTTP/2, …):
+    asked with one call that does not wait for the channel, so gRPC answers at
+    once with its last connection error.  None for a member that has answered
+    before (one that hangs now would make the probe wait too)."""
+    if member.answered:
         return None
     try:
-        member.unary[v3.Status](pb.StatusRequest(), timeout=0.5)
+        member.unary[v3.Status](pb.StatusRequest(), timeout=0.2)
     except grpc.RpcError as exc:
-        return f"could not connect: {_code(exc)[1]}"
+        return f"could not connect: {status(exc)[1]}"
     return None
 
 
-def _serialize(message: Any) -> bytes:
+def verdict(
+    exc: grpc.RpcError, url: str, key: str | None, *, retoken: bool
+) -> Unreachable | EtcdError | None:
+    """What a failed call to ``url`` means: :class:`Unreachable` (the next member; it
+    timed out when the deadline passed), None (only with ``retoken``: get a new
+    token and send the call once more), or the :class:`EtcdError` to raise."""
+    code, details = status(exc)
+    if code in v3.RETRY_ELSEWHERE:
+        return Unreachable(details, timed_out=code == v3.DEADLINE_EXCEEDED)
+    if retoken and v3.needs_new_token(code, details):
+        return None
+    return v3.error_for(code, details, endpoints=(url,), key=key)
+
+
+def serialize(message: Any) -> bytes:
     return message.SerializeToString()  # type: ignore[no-any-return]
 
 
-def _code(exc: grpc.RpcError) -> tuple[int, str]:
+def status(exc: grpc.RpcError) -> tuple[int, str]:
+    """The gRPC status code (an int) and details of a failed call."""
     code = exc.code() if hasattr(exc, "code") else None
     details = exc.details() if hasattr(exc, "details") else None
     return (code.value[0] if code is not None else 2), str(details or exc)
@@ -311,8 +355,9 @@ class GrpcTransport:
     def __init__(self, settings: EtcdSettings) -> None:
         self.settings = settings
         self.endpoints: tuple[str, ...] = tuple(settings.urls)
-        self.failover: Failover[_Endpoint] = Failover(
-            [(url, _Endpoint(url, settings)) for url in self.endpoints], settings.read_timeout
+        self.failover: Failover[Endpoint] = Failover(
+            [(url, Endpoint(url, _channel(url, settings))) for url in self.endpoints],
+            settings.read_timeout,
         )
         self._auth_lock = threading.Lock()
 
@@ -321,14 +366,14 @@ class GrpcTransport:
 
     # -- auth --------------------------------------------------------------------
 
-    def _metadata(self, member: _Endpoint) -> tuple[tuple[str, str], ...] | None:
+    def _metadata(self, member: Endpoint) -> tuple[tuple[str, str], ...] | None:
         if not self.settings.username:
             return None
         if member.token is None:
             self._authenticate(member)
         return (("token", member.token or ""),)
 
-    def _authenticate(self, member: _Endpoint) -> None:
+    def _authenticate(self, member: Endpoint) -> None:
         request = pb.AuthenticateRequest(
             name=self.settings.username, password=self.settings.password or ""
         )
@@ -338,7 +383,7 @@ class GrpcTransport:
                     request, timeout=self.settings.read_timeout, wait_for_ready=True
                 )
             except grpc.RpcError as exc:
-                code, details = _code(exc)
+                code, details = status(exc)
                 if code in v3.RETRY_ELSEWHERE:
                     raise Unreachable(details, timed_out=code == v3.DEADLINE_EXCEEDED) from None
                 raise EtcdAuthError(
@@ -346,7 +391,7 @@ class GrpcTransport:
                 ) from None
             member.token = answer.token
 
-    def forget_token(self, member: _Endpoint) -> None:
+    def forget_token(self, member: Endpoint) -> None:
         """Drop ``member``'s token: the next request authenticates again."""
         member.token = None
 
@@ -357,42 +402,45 @@ class GrpcTransport:
         if type(request) is v3.LeaseKeepAlive:
             return self.keepalive(request.id)
         kind = type(request)
-        _, to_message, _, to_result = _UNARY[kind]
+        _, to_message, _, to_result = UNARY[kind]
         message = to_message(request)
 
-        def send(member: _Endpoint) -> v3.Result:
+        def send(member: Endpoint) -> v3.Result:
             answer = self._unary(member, kind, message, key)
             return to_result(answer)  # type: ignore[no-any-return]
 
         return self.failover.attempt(send, key)
 
-    def _unary(self, member: _Endpoint, kind: type, message: Any, key: str | None) -> Any:
+    def _unary(self, member: Endpoint, kind: type, message: Any, key: str | None) -> Any:
         for attempt in (0, 1):
             try:
-                return member.unary[kind](
+                answer = member.unary[kind](
                     message,
                     timeout=self.settings.read_timeout,
                     metadata=self._metadata(member),
                     wait_for_ready=True,
                 )
+                member.answered = True
+                return answer
             except grpc.RpcError as exc:
                 self._raise(member, exc, key, retry_token=attempt == 0)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _raise(
-        self, member: _Endpoint, exc: grpc.RpcError, key: str | None, retry_token: bool
+        self, member: Endpoint, exc: grpc.RpcError, key: str | None, retry_token: bool
     ) -> None:
         """Translate a failed call; returns (instead of raising) when a new token was
         obtained and the call should be sent once more."""
-        code, details = _code(exc)
-        if code in v3.RETRY_ELSEWHERE:
-            if code == v3.DEADLINE_EXCEEDED:
-                details = _not_connected(member) or details
-            raise Unreachable(details, timed_out=code == v3.DEADLINE_EXCEEDED) from None
-        if retry_token and self.settings.username and v3.needs_new_token(code, details):
+        retoken = retry_token and bool(self.settings.username)
+        failure = verdict(exc, member.url, key, retoken=retoken)
+        if failure is None:
             self._authenticate(member)
             return
-        raise v3.error_for(code, details, endpoints=(member.url,), key=key) from exc
+        if isinstance(failure, Unreachable):
+            if failure.timed_out:
+                failure = Unreachable(_not_connected(member) or str(failure), timed_out=True)
+            raise failure from None
+        raise failure from exc
 
     def call_many(
         self, requests: Iterable[v3.Request], limit: int, key: str | None = None
@@ -410,7 +458,7 @@ class GrpcTransport:
         for request in requests:
             if len(pending) >= limit:
                 results.append(self._finish(*pending.popleft(), key))
-            _, to_message, _, _ = _UNARY[type(request)]
+            _, to_message, _, _ = UNARY[type(request)]
             future = member.unary[type(request)].future(
                 to_message(request),
                 timeout=self.settings.read_timeout,
@@ -423,7 +471,7 @@ class GrpcTransport:
         return results
 
     def _finish(self, request: v3.Request, future: Any, key: str | None) -> v3.Result | EtcdError:
-        to_result = _UNARY[type(request)][3]
+        to_result = UNARY[type(request)][3]
         try:
             return to_result(future.result())  # type: ignore[no-any-return]
         except grpc.RpcError:
@@ -436,7 +484,7 @@ class GrpcTransport:
     def keepalive(self, lease_id: int) -> v3.LeaseResult:
         """One ``Lease/LeaseKeepAlive`` exchange on a short-lived stream."""
 
-        def send(member: _Endpoint) -> v3.LeaseResult:
+        def send(member: Endpoint) -> v3.LeaseResult:
             for attempt in (0, 1):
                 try:
                     answers = member.keepalive(
@@ -446,7 +494,7 @@ class GrpcTransport:
                         metadata=self._metadata(member),
                     )
                     for answer in answers:
-                        return _lease_result(answer)
+                        return lease_result(answer)
                     raise Unreachable("the keepalive stream ended without an answer")
                 except grpc.RpcError as exc:
                     self._raise(member, exc, None, retry_token=attempt == 0)
@@ -464,15 +512,7 @@ class GrpcTransport:
         _, member = next(self.failover.order())
         if not _ready(member.channel, self.settings.read_timeout):
             raise Unreachable(f"{member.url} did not accept a watch", timed_out=True)
-        message = pb.WatchRequest(
-            create_request=pb.WatchCreateRequest(
-                key=create.key,
-                range_end=create.range_end,
-                start_revision=create.start_revision,
-                prev_kv=create.prev_kv,
-            )
-        )
-        return GrpcWatchStream(self, member, message, key)
+        return GrpcWatchStream(self, member, watch_request(create), key)
 
     def close(self) -> None:
         """Close every channel."""
@@ -490,7 +530,7 @@ class GrpcWatchStream:
     """
 
     def __init__(
-        self, transport: GrpcTransport, member: _Endpoint, create: Any, key: str | None
+        self, transport: GrpcTransport, member: Endpoint, create: Any, key: str | None
     ) -> None:
         self._transport = transport
         self._member = member
@@ -514,7 +554,7 @@ class GrpcWatchStream:
             if time.monotonic() - self._last < WATCH_IDLE_SECONDS:
                 continue  # an answer came meanwhile
             seen = self._last
-            self._requests.put(pb.WatchRequest(progress_request=pb.WatchProgressRequest()))
+            self._requests.put(PROGRESS_REQUEST)
             if self._done.wait(timeout):
                 return
             if self._last == seen:
@@ -526,9 +566,9 @@ class GrpcWatchStream:
         try:
             for message in self._call:
                 self._last = time.monotonic()
-                yield _watch_result(message)
+                yield watch_result(message)
         except grpc.RpcError as exc:
-            code, details = _code(exc)
+            code, details = status(exc)
             if self._hung:
                 raise Unreachable(f"{self._member.url} sent nothing", timed_out=True) from None
             if code == 1:  # CANCELLED: by cancel()
