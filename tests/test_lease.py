@@ -4,7 +4,6 @@ Timing: etcd's minimum lease TTL is 2 s, so the keepalive and expiry tests use
 2 s leases (3 s where a member hangs) and wait a few seconds each; every wait is bounded.
 """
 
-import doctest
 import math
 import os
 import signal
@@ -20,6 +19,8 @@ from link.etcd import EtcdError, EtcdInvalidTree, EtcdMiddleware, EtcdUnsupporte
 from link.etcd.recipes import Lease
 from link.etcd.recipes.lease import THREAD_PREFIX
 from link.etcd.testing import EtcdCluster, EtcdServer
+
+from .helpers import run_doc_examples
 
 TRANSPORTS = ["grpc", "gateway"]
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "leases.md"
@@ -288,23 +289,6 @@ def test_lost_when_the_cluster_stays_down_past_the_ttl(
 def test_docs_examples(etcd_server: Any, etcd_prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every ``>>>`` example of docs/leases.md, in order, with the outputs shown (on
     gRPC only: the examples are about the API, and two of them wait for a TTL)."""
-    for name in list(os.environ):
-        if name.startswith("LINK_ETCD_") and name not in (
-            "LINK_ETCD_BINARY",
-            "LINK_ETCDCTL_BINARY",
-        ):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("LINK_ETCD_ENDPOINTS", etcd_server.endpoint)
-    monkeypatch.setenv("LINK_ETCD_PREFIX", etcd_prefix)
-    text = DOCS.read_text()
-    test = doctest.DocTestParser().get_doctest(text, {}, DOCS.name, str(DOCS), 0)
-    assert len(test.examples) > 30
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    report: list[str] = []
-    try:
-        runner.run(test, out=report.append)
-    finally:
-        client = test.globs.get("client")
-        if isinstance(client, EtcdMiddleware):
-            client.close()
-    assert runner.failures == 0, "".join(report)
+    run_doc_examples(
+        DOCS, monkeypatch, {"endpoints": etcd_server.endpoint, "prefix": etcd_prefix}, at_least=31
+    )

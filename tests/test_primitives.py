@@ -8,10 +8,8 @@ of docs/primitives.md run here too (:func:`test_docs_examples`).
 """
 
 import base64
-import doctest
 import json
 import math
-import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +26,8 @@ from link.etcd import (
     EtcdUnsupported,
     codec,
 )
+
+from .helpers import run_doc_examples, same
 
 TRANSPORTS = ["grpc", "gateway"]
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "primitives.md"
@@ -95,19 +95,6 @@ def compact(server: Any, client: EtcdMiddleware) -> int:
     revision = client.snapshot("/", None)[1]
     server.etcdctl("compact", str(revision))
     return revision
-
-
-def same(a: Any, b: Any) -> bool:
-    """Equal with the same types throughout (``1 == 1.0 == True`` does not count)."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float):
-        return repr(a) == repr(b)
-    return bool(a == b)
 
 
 def in_threads(count: int, work: Callable[[int], None]) -> None:
@@ -666,24 +653,9 @@ def test_docs_examples(
     etcd_server: Any, etcd_prefix: str, transport: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every ``>>>`` example of docs/primitives.md, in order, with the outputs shown."""
-    for name in list(os.environ):
-        if name.startswith("LINK_ETCD_") and name not in (
-            "LINK_ETCD_BINARY",
-            "LINK_ETCDCTL_BINARY",
-        ):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("LINK_ETCD_ENDPOINTS", etcd_server.endpoint)
-    monkeypatch.setenv("LINK_ETCD_TRANSPORT", transport)
-    monkeypatch.setenv("LINK_ETCD_PREFIX", etcd_prefix)
-    text = DOCS.read_text()
-    test = doctest.DocTestParser().get_doctest(text, {}, DOCS.name, str(DOCS), 0)
-    assert len(test.examples) > 20
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    report: list[str] = []
-    try:
-        runner.run(test, out=report.append)
-    finally:
-        client = test.globs.get("client")
-        if isinstance(client, EtcdMiddleware):
-            client.close()
-    assert runner.failures == 0, "".join(report)
+    run_doc_examples(
+        DOCS,
+        monkeypatch,
+        {"endpoints": etcd_server.endpoint, "transport": transport, "prefix": etcd_prefix},
+        at_least=21,
+    )
