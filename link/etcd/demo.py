@@ -85,20 +85,30 @@ def run_one(api: str, endpoint: str | None, document: Any, path: str) -> dict[st
     if endpoint:
         overrides["endpoints"] = [endpoint]
     with EtcdMiddleware(**overrides) as client:
-        url = client.settings.urls[0]
-        with contextlib.suppress(KeyError):
-            del client[path]
-        before = request_count(url, api)
-        started = time.perf_counter()
-        client[path] = document
-        write_s = time.perf_counter() - started
-        middle = request_count(url, api)
-        started = time.perf_counter()
-        back = client[path]
-        read_s = time.perf_counter() - started
-        after = request_count(url, api)
+        return {"api": api, **measure(client, document, path)}
+
+
+def measure(client: EtcdMiddleware, document: Any, path: str) -> dict[str, Any]:
+    """Delete ``path``, write ``document`` there, read it back and compare.
+
+    :returns: ``{"equal": bool, "write_s", "read_s": seconds, "write_requests",
+        "read_requests": int or None}`` (requests counted from the server's
+        ``/metrics``; None when it cannot be read).
+    """
+    api = client.settings.api
+    url = client.settings.urls[0]
+    with contextlib.suppress(KeyError):
+        del client[path]
+    before = request_count(url, api)
+    started = time.perf_counter()
+    client[path] = document
+    write_s = time.perf_counter() - started
+    middle = request_count(url, api)
+    started = time.perf_counter()
+    back = client[path]
+    read_s = time.perf_counter() - started
+    after = request_count(url, api)
     return {
-        "api": api,
         "equal": back == document,
         "write_s": write_s,
         "read_s": read_s,

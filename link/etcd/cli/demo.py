@@ -10,12 +10,11 @@ nothing names a cluster, it starts a throwaway etcd server.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import click
 
-from ..demo import leaf_count, pip_inspect, request_count
+from ..demo import leaf_count, measure, pip_inspect
 from ..middleware import EtcdMiddleware
 from ..settings import EtcdSettings
 from .app import cli, is_terminal, out
@@ -25,35 +24,6 @@ from .transfer import read_document
 
 #: Settings that name a cluster: set anywhere, the demo uses that cluster.
 CLUSTER_SETTINGS = ("host", "port", "endpoints", "srv_domain")
-
-
-def run_demo(client: EtcdMiddleware, document: Any, path: str) -> dict[str, Any]:
-    """Delete ``path``, write ``document`` there, read it back and compare.
-
-    :returns: ``{"equal": bool, "write_s", "read_s": seconds, "write_requests",
-        "read_requests": int or None}`` (requests counted from the server's
-        ``/metrics``; None when it cannot be read).
-    """
-    api = client.settings.api
-    url = client.settings.urls[0]
-    if path in client:
-        del client[path]
-    before = request_count(url, api)
-    started = time.perf_counter()
-    client[path] = document
-    write_s = time.perf_counter() - started
-    middle = request_count(url, api)
-    started = time.perf_counter()
-    back = client[path]
-    read_s = time.perf_counter() - started
-    after = request_count(url, api)
-    return {
-        "equal": back == document,
-        "write_s": write_s,
-        "read_s": read_s,
-        "write_requests": None if before is None or middle is None else middle - before,
-        "read_requests": None if middle is None or after is None else after - middle,
-    }
 
 
 def _line(api: str, result: dict[str, Any]) -> str:
@@ -106,7 +76,7 @@ def demo(ctx: click.Context, path: str, document: str | None, yes: bool) -> int:
                 raise CliError("not on a terminal: give --yes to go on; nothing was written", USAGE)
             if not click.confirm("Go on?", default=False, err=True):
                 raise CliError("cancelled; nothing was written", FAILED)
-        result = run_demo(client, tree, path)
+        result = measure(client, tree, path)
         out(_line(settings.api, result))
         return OK if result["equal"] else FAILED
     from ..testing import EtcdServer
@@ -124,7 +94,7 @@ def demo(ctx: click.Context, path: str, document: str | None, yes: bool) -> int:
                 endpoints=(server.endpoint,), api=api, transport=resolved.settings.transport
             )
             with EtcdMiddleware(settings) as client:
-                result = run_demo(client, tree, path)
+                result = measure(client, tree, path)
             ok = ok and result["equal"]
             out(_line(api, result))
     return OK if ok else FAILED
