@@ -217,8 +217,9 @@ def _lease_result(m: _Lease) -> v3.LeaseResult:
     return v3.LeaseResult(m.header.revision, m.ID, m.TTL, m.grantedTTL, m.keys)
 
 
-#: Per request type: the gateway path, request to JSON, answer decoder, answer to result.
-_CALLS: dict[type, tuple[str, Any, msgspec.json.Decoder[Any], Any]] = {
+#: Per request type: the gateway path, request to JSON, answer decoder, answer to result
+#: (shared by the sync transport and :mod:`link.etcd.aio`'s).
+CALLS: dict[type, tuple[str, Any, msgspec.json.Decoder[Any], Any]] = {
     v3.Range: ("/kv/range", _range, _decoder(_Range), _range_result),
     v3.Put: ("/kv/put", _put, _decoder(_HeaderOnly), lambda m: v3.PutResult(m.header.revision)),
     v3.DeleteRange: (
@@ -333,7 +334,7 @@ class _Refused(Exception):
         self.message = message
 
 
-def _refusal(response: requests.Response) -> _Refused | Unreachable:
+def _refusal(response: Any) -> _Refused | Unreachable:
     """What an error answer means: the next member (502/503: no leader, stopping) or
     etcd's refusal with its gRPC code."""
     try:
@@ -351,6 +352,72 @@ def _refusal(response: requests.Response) -> _Refused | Unreachable:
     return _Refused(code, message)
 
 
+def answer(response: Any, url: str, key: str | None, *, retoken: bool) -> bytes | None:
+    """The JSON bytes of ``url``'s answer ``response`` (a ``requests`` or an ``httpx``
+    response, read); None, only with ``retoken``, when etcd refused the token
+    (get a new one and send the request once more).
+
+    :raises Unreachable: 502/503, or a refusal that means "try the next member".
+    :raises EtcdError: etcd refused the request, or the answer is not etcd's JSON.
+    """
+    if response.status_code == 200:
+        content: bytes = response.content
+        if not content.lstrip().startswith(b"{"):
+            raise EtcdError(
+                f"{url} did not answer with etcd v3 JSON: {response.text[:200]!r}",
+                endpoints=(url,),
+                key=key,
+            )
+        return content
+    refusal = _refusal(response)
+    if isinstance(refusal, Unreachable):
+        raise refusal
+    if retoken and v3.needs_new_token(refusal.code, refusal.message):
+        return None
+    raise v3.error_for(refusal.code, refusal.message, endpoints=(url,), key=key) from refusal
+
+
+def auth_body(settings: EtcdSettings) -> str:
+    """The JSON of ``/v3/auth/authenticate`` for ``settings``' credentials."""
+    return json.dumps({"name": settings.username, "password": settings.password or ""})
+
+
+def token(response: Any, url: str) -> str:
+    """The token of an ``/v3/auth/authenticate`` answer (``requests`` or ``httpx``).
+
+    :raises Unreachable: 502/503, or a refusal that means "try the next member".
+    :raises EtcdAuthError: etcd refused the credentials.
+    """
+    if response.status_code != 200:
+        refusal = _refusal(response)
+        if isinstance(refusal, Unreachable):
+            raise refusal
+        raise EtcdAuthError(f"authentication failed: {refusal.message}", endpoints=(url,))
+    return str(response.json()["token"])
+
+
+def watch_body(create: v3.WatchCreate) -> str:
+    """The JSON that opens a ``/v3/watch`` stream."""
+    body: dict[str, Any] = {"key": _b64(create.key), "range_end": _b64(create.range_end)}
+    if create.start_revision:
+        body["start_revision"] = create.start_revision
+    if create.prev_kv:
+        body["prev_kv"] = True
+    return json.dumps({"create_request": body})
+
+
+def watch_line(line: bytes | str) -> v3.WatchResult | None:
+    """One line of a ``/v3/watch`` stream as a result (None: nothing to report).
+
+    :raises Unreachable: the gateway reported an error in the stream.
+    :raises msgspec.DecodeError: the line is not a watch answer.
+    """
+    parsed = _WATCH_LINE.decode(line)
+    if parsed.error is not None:
+        raise Unreachable(str(parsed.error.get("message", parsed.error)))
+    return None if parsed.result is None else _watch_result(parsed.result)
+
+
 class GatewayTransport:
     """v3 requests through etcd's JSON gateway to the endpoints of ``settings.urls``.
     Thread-safe.
@@ -362,8 +429,8 @@ class GatewayTransport:
     def __init__(self, settings: EtcdSettings) -> None:
         self.settings = settings
         self.endpoints: tuple[str, ...] = tuple(settings.urls)
-        self.failover: Failover[_Endpoint] = Failover(
-            [(url, _Endpoint(url, settings)) for url in self.endpoints], settings.read_timeout
+        self.failover: Failover[_Endpoint] = Failover.of(
+            settings, lambda url: _Endpoint(url, settings)
         )
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
@@ -375,7 +442,7 @@ class GatewayTransport:
 
     def call(self, request: v3.Request, key: str | None = None) -> v3.Result:
         """Send ``request`` to the first member that answers; see :class:`.transport.Transport`."""
-        path, to_json, decoder, to_result = _CALLS[type(request)]
+        path, to_json, decoder, to_result = CALLS[type(request)]
         body = json.dumps(to_json(request))
 
         def send(member: _Endpoint) -> v3.Result:
@@ -402,34 +469,15 @@ class GatewayTransport:
                 raise Unreachable(str(exc), timed_out=True) from None
             except requests.RequestException as exc:  # refused, reset, TLS, broken stream
                 raise Unreachable(str(exc)) from None
-            if response.status_code == 200:
-                content = response.content
-                if not content.lstrip().startswith(b"{"):
-                    raise EtcdError(
-                        f"{member.url} did not answer with etcd v3 JSON: {response.text[:200]!r}",
-                        endpoints=(member.url,),
-                        key=key,
-                    )
+            retoken = attempt == 0 and bool(self.settings.username)
+            content = answer(response, member.url, key, retoken=retoken)
+            if content is not None:
                 return content
-            refusal = _refusal(response)
-            if isinstance(refusal, Unreachable):
-                raise refusal
-            if (
-                attempt == 0
-                and self.settings.username
-                and v3.needs_new_token(refusal.code, refusal.message)
-            ):
-                member.token = None  # the token expired: once more with a new one
-                continue
-            raise v3.error_for(
-                refusal.code, refusal.message, endpoints=(member.url,), key=key
-            ) from refusal
+            member.token = None  # the token expired: once more with a new one
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _authenticate(self, member: _Endpoint) -> None:
-        body = json.dumps(
-            {"name": self.settings.username, "password": self.settings.password or ""}
-        )
+        body = auth_body(self.settings)
         try:
             response = member.session.post(
                 member.base + "/auth/authenticate", data=body, timeout=self.settings.read_timeout
@@ -438,14 +486,7 @@ class GatewayTransport:
             raise Unreachable(str(exc), timed_out=True) from None
         except requests.RequestException as exc:
             raise Unreachable(str(exc)) from None
-        if response.status_code != 200:
-            refusal = _refusal(response)
-            if isinstance(refusal, Unreachable):
-                raise refusal
-            raise EtcdAuthError(
-                f"authentication failed: {refusal.message}", endpoints=(member.url,)
-            )
-        member.token = str(response.json()["token"])
+        member.token = token(response, member.url)
         member.session.headers["Authorization"] = member.token
 
     def forget_token(self, member: _Endpoint) -> None:
@@ -480,17 +521,12 @@ class GatewayTransport:
         :raises Unreachable: it did not answer the opening within ``read_timeout``.
         """
         _, member = next(self.failover.order())
-        body: dict[str, Any] = {"key": _b64(create.key), "range_end": _b64(create.range_end)}
-        if create.start_revision:
-            body["start_revision"] = create.start_revision
-        if create.prev_kv:
-            body["prev_kv"] = True
         if self.settings.username and member.token is None:
             self._authenticate(member)
         try:
             response = member.session.post(
                 member.base + "/watch",
-                data=json.dumps({"create_request": body}),
+                data=watch_body(create),
                 stream=True,
                 timeout=self.settings.read_timeout,  # to connect and to get the headers
             )
@@ -546,13 +582,9 @@ class GatewayWatchStream:
         try:
             with self._response as response:
                 for line in response.iter_lines():
-                    if not line:
-                        continue
-                    parsed = _WATCH_LINE.decode(line)
-                    if parsed.error is not None:
-                        raise Unreachable(str(parsed.error.get("message", parsed.error)))
-                    if parsed.result is not None:
-                        yield _watch_result(parsed.result)
+                    result = watch_line(line) if line else None
+                    if result is not None:
+                        yield result
         except (requests.RequestException, AttributeError, ValueError, msgspec.DecodeError) as exc:
             raise Unreachable(f"watch stream of {self._member.url} ended: {exc}") from None
 

@@ -355,9 +355,8 @@ class GrpcTransport:
     def __init__(self, settings: EtcdSettings) -> None:
         self.settings = settings
         self.endpoints: tuple[str, ...] = tuple(settings.urls)
-        self.failover: Failover[Endpoint] = Failover(
-            [(url, Endpoint(url, _channel(url, settings))) for url in self.endpoints],
-            settings.read_timeout,
+        self.failover: Failover[Endpoint] = Failover.of(
+            settings, lambda url: Endpoint(url, _channel(url, settings))
         )
         self._auth_lock = threading.Lock()
 

@@ -1,19 +1,22 @@
 """What a v3 transport offers the engine's drivers, and the failover both share.
 
 A transport carries :mod:`.protocol` requests to one cluster: gRPC channels
-(:mod:`.grpc`) or HTTP sessions to etcd's JSON gateway (:mod:`.gateway`).
-:class:`Failover` is the one loop that picks the endpoint: it starts at the
-member that answered last and tries each member once, waiting ``read_timeout``
-seconds for each, so a member that hangs costs one ``read_timeout`` and later
-requests go straight to the member that answered.
+(:mod:`.grpc`) or HTTP sessions to etcd's JSON gateway (:mod:`.gateway`), and
+their asyncio twins in :mod:`link.etcd.aio`.  :class:`Failover` picks the
+endpoint for all of them (:meth:`Failover.attempt`, :meth:`Failover.attempt_async`,
+one walk over the members, :class:`Tries`): it starts at the member that answered
+last and tries each member once, waiting ``read_timeout`` seconds for each, so a
+member that hangs costs one ``read_timeout`` and later requests go straight to
+the member that answered.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Generic, Protocol, TypeVar
 
 from ...errors import EtcdConnectionFailed, EtcdError, EtcdTimeout
+from ...settings import EtcdSettings
 from .protocol import Request, Result, WatchCreate, WatchResult
 
 M = TypeVar("M")
@@ -45,6 +48,11 @@ class Failover(Generic[M]):
         self.read_timeout = read_timeout
         self.current = 0
 
+    @classmethod
+    def of(cls, settings: EtcdSettings, member: Callable[[str], M]) -> Failover[M]:
+        """``member(url)`` for each endpoint of ``settings.urls``, ``read_timeout`` each."""
+        return cls([(url, member(url)) for url in settings.urls], settings.read_timeout)
+
     def order(self) -> Iterator[tuple[int, M]]:
         """Every member once, starting at the one that answered last."""
         count = len(self.members)
@@ -63,26 +71,65 @@ class Failover(Generic[M]):
             naming every endpoint tried, when ``send`` raised :class:`Unreachable`
             for each.  Other exceptions of ``send`` propagate at once.
         """
-        tried: list[str] = []
-        timed_out = False
-        last: Unreachable | None = None
-        for index, member in self.order():
-            tried.append(self.urls[index])
+        tries = Tries(self, key)
+        for member in tries:
             try:
-                result = send(member)
+                return tries.answered(send(member))
             except Unreachable as exc:
-                timed_out = timed_out or exc.timed_out
-                last = exc
-                continue
-            self.current = index
-            return result
-        error = EtcdTimeout if timed_out else EtcdConnectionFailed
-        raise error(
-            f"no etcd endpoint answered (tried {len(tried)} of {len(self.members)}, "
-            f"{self.read_timeout} s each): {last}",
-            endpoints=tried,
-            key=key,
-        ) from last
+                tries.failed(exc)
+        raise tries.error() from tries.last
+
+    async def attempt_async(self, send: Callable[[M], Awaitable[T]], key: str | None = None) -> T:
+        """:meth:`attempt` for a coroutine ``send`` (the asyncio transports)."""
+        tries = Tries(self, key)
+        for member in tries:
+            try:
+                return tries.answered(await send(member))
+            except Unreachable as exc:
+                tries.failed(exc)
+        raise tries.error() from tries.last
+
+
+class Tries(Generic[M]):
+    """One request's walk over the members of ``failover``, for :meth:`Failover.attempt`
+    and :meth:`Failover.attempt_async`: iterate for each member once (from the one
+    that answered last); :meth:`answered` makes the member that answered the first
+    of the next walk; :meth:`failed` records a member that did not; :meth:`error`
+    is what to raise when none answered."""
+
+    def __init__(self, failover: Failover[M], key: str | None) -> None:
+        self._failover = failover
+        self._key = key
+        self._tried: list[str] = []
+        self._index = failover.current
+        self._timed_out = False
+        self.last: Unreachable | None = None
+
+    def __iter__(self) -> Iterator[M]:
+        for index, member in self._failover.order():
+            self._index = index
+            self._tried.append(self._failover.urls[index])
+            yield member
+
+    def answered(self, result: T) -> T:
+        self._failover.current = self._index
+        return result
+
+    def failed(self, exc: Unreachable) -> None:
+        self._timed_out = self._timed_out or exc.timed_out
+        self.last = exc
+
+    def error(self) -> EtcdConnectionFailed:
+        """:class:`EtcdConnectionFailed` (:class:`EtcdTimeout` when one timed out)
+        naming every endpoint tried."""
+        failover = self._failover
+        error = EtcdTimeout if self._timed_out else EtcdConnectionFailed
+        return error(
+            f"no etcd endpoint answered (tried {len(self._tried)} of {len(failover.members)}, "
+            f"{failover.read_timeout} s each): {self.last}",
+            endpoints=self._tried,
+            key=self._key,
+        )
 
 
 class WatchStream(Protocol):
