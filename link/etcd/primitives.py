@@ -139,14 +139,14 @@ def transform(
     again and call ``fn`` again when another writer got in between (with jittered
     backoff, up to 64 attempts): no update is lost.
 
-    :param fn: the new value from the old one; called once per attempt.
-    :param default: what ``fn`` gets when nothing is stored; without it, a
-        missing path raises :class:`EtcdKeyNotFound`.
-    :returns: the value stored (what ``fn`` returned).
     v2: a leaf only: one ``GET`` (its ``modifiedIndex``), then one
     ``PUT prevIndex=`` (``prevExist=false`` when nothing is stored), the same
     retries on a conflict.
 
+    :param fn: the new value from the old one; called once per attempt.
+    :param default: what ``fn`` gets when nothing is stored; without it, a
+        missing path raises :class:`EtcdKeyNotFound`.
+    :returns: the value stored (what ``fn`` returned).
     :raises EtcdCompareFailed: other writers kept winning for 64 attempts.
     :raises EtcdInvalidTree: ``fn`` returned something that cannot be stored,
         or it needs more than one txn (nothing written).
