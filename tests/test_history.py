@@ -80,3 +80,18 @@ def test_history_on_v2_is_unsupported(etcd_server: Any, etcd_prefix: str) -> Non
     client = EtcdMiddleware(endpoints=[etcd_server.endpoint], api="v2", prefix=etcd_prefix)
     with pytest.raises(EtcdUnsupported):
         list(client.history("/cfg"))
+
+
+def test_history_from_a_compacted_revision_raises_and_reads_name_the_oldest() -> None:
+    with EtcdServer(enable_v2=False) as server, EtcdMiddleware(endpoints=[server.endpoint]) as c:
+        before = _changes(c)
+        server.etcdctl("compact", str(before + 2))
+        with pytest.raises(EtcdCompacted) as info:
+            list(c.history("/cfg", start_revision=1))
+        assert info.value.compact_revision == before + 2
+        with pytest.raises(EtcdCompacted) as info:
+            c.snapshot("/cfg", revision=before + 1)
+        assert info.value.compact_revision == before + 2
+        # the oldest kept revision itself: its tree first, then the changes after it
+        versions = list(c.history("/cfg", start_revision=before + 2))
+        assert versions[0] == (before + 2, {"a": 1, "b": [1, 2]})

@@ -235,11 +235,6 @@ def test_compare_and_swap_is_false_when_absent(
     assert raw(etcd_server, etcd_prefix) == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: compare_and_swap compares stored keys, so a list with a gap in its "
-    "positions (an item deleted or expired) never equals the list it reads back as",
-)
 def test_compare_and_swap_a_list_with_a_gap(client: EtcdMiddleware) -> None:
     for item in ("a", "b", "c"):
         client.append("/q", item)

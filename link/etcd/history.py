@@ -65,7 +65,8 @@ def history(
     ``path``, from ``start_revision`` to now; ``value`` is the whole tree after that
     revision (``None`` when nothing was stored).  Without ``start_revision``, the
     first item is the tree at the oldest revision etcd keeps (when it held
-    something), then every change after it.
+    something), then every change after it; so does a ``start_revision`` equal to
+    the oldest kept revision (the one before it is gone).
 
     Costs: a read of now, a few ``count_only`` reads to find the oldest revision
     kept, a read at ``start_revision - 1``, one watch stream.
@@ -81,21 +82,21 @@ def history(
     now, head = backend.read_tree(key)
     now = None if now is ABSENT else now
     oldest = oldest_revision(backend, key, head)
-    if start_revision is None:  # from the oldest version kept
-        base = oldest
-    elif start_revision - 1 < oldest and start_revision > 1:
+    if start_revision is not None and start_revision < oldest:
         raise EtcdCompacted(
-            f"revision {start_revision - 1} was compacted; the oldest kept is {oldest}",
+            f"revision {start_revision} was compacted; the oldest kept is {oldest}",
             compact_revision=oldest,
             key=path,
         )
+    if start_revision is None or (start_revision == oldest and oldest > 1):
+        base = oldest  # the revision before it is gone: start from the tree at it
     else:
-        base = max(start_revision - 1, 0)
+        base = start_revision - 1
     leaves: dict[str, bytes] = {}
     if base > 0:
         before = backend.run(engine.snapshot(key, pairs=True, revision=base), key)
         leaves = dict(before.items)
-        if start_revision is None and leaves:
+        if base == oldest and oldest > 1 and leaves:
             yield base, _value(leaves, key)
     if base >= head:
         return

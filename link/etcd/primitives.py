@@ -89,15 +89,14 @@ def create(
         return v2.create(key, node, ancestors, ttl=ttl)
     backend = client._v3(path, "create")
     lease_id = client._lease_id(path, ttl, lease)
-    written, _ = backend.replace_if(
-        key, ancestors, lambda items: guarded.KEEP if items else node, lease=lease_id
-    )
+    written, _ = backend.replace_if(key, ancestors, guarded.if_absent(node), lease=lease_id)
     return written
 
 
 def compare_and_swap(client: EtcdMiddleware, path: str, expected: Any, new: Any) -> bool:
     """Store ``new`` at ``path`` only if it holds exactly ``expected`` now (a scalar
-    or a whole tree, compared as stored: ``1``, ``1.0`` and ``True`` differ).
+    or a whole tree, compared by value with exact types: ``1``, ``1.0``, ``True``
+    and ``"1"`` differ; a list equals its items, whatever their positions).
 
     v2: ``expected`` and ``new`` must both be scalars (or ``{}``/``[]``, stored as
     one leaf): one ``PUT prevValue=<stored bytes of expected>`` (an empty string
@@ -121,13 +120,7 @@ def compare_and_swap(client: EtcdMiddleware, path: str, expected: Any, new: Any)
                 key=path,
             )
         return v2.compare_and_swap(key, old, swapped)
-    want = sorted(codec.flatten(codec.encode(expected, path), key))
-    node = codec.encode(new, path)
-
-    def decide(items: list[KeyValue]) -> Any:
-        held = sorted((kv.key, kv.value) for kv in items)
-        return node if held == want else guarded.KEEP
-
+    decide = guarded.if_equal(key, codec.encode(expected, path), codec.encode(new, path))
     written, _ = client._v3(path, "compare_and_swap").replace_if(key, ancestors, decide)
     return written
 

@@ -10,6 +10,7 @@ values are checked by the same helpers (:mod:`link.etcd.paths`,
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
@@ -180,6 +181,7 @@ class AsyncEtcdMiddleware:
         key, ancestors = self._paths._writable(path)
         with codec.gc_paused():  # a large tree makes many objects, no cycles
             node = codec.encode(value, path)
+        await asyncio.sleep(0)  # let the loop run between encoding and the plan's first step
         lease_id = await self._lease_id(path, ttl, lease)
         if if_revision is None:
             plan = engine.replace(key, node, ancestors, self.limits, lease=lease_id)
@@ -215,21 +217,16 @@ class AsyncEtcdMiddleware:
             key,
             ancestors,
             self.limits,
-            lambda items: guarded.KEEP if items else node,
+            guarded.if_absent(node),
             lease=lease_id,
         )
         return (await self.run(plan, key))[0]  # type: ignore[no-any-return]
 
     async def compare_and_swap(self, path: str, expected: Any, new: Any) -> bool:
-        """Store ``new`` only if ``path`` holds exactly ``expected`` (compared as
-        stored); see :func:`link.etcd.primitives.compare_and_swap`.  True when swapped."""
+        """Store ``new`` only if ``path`` holds exactly ``expected``; see
+        :func:`link.etcd.primitives.compare_and_swap`.  True when swapped."""
         key, ancestors = self._paths._writable(path)
-        held = sorted(codec.flatten(codec.encode(expected, path), key))
-        node = codec.encode(new, path)
-
-        def decide(items: list[KeyValue]) -> Any:
-            return node if sorted((kv.key, kv.value) for kv in items) == held else guarded.KEEP
-
+        decide = guarded.if_equal(key, codec.encode(expected, path), codec.encode(new, path))
         plan = guarded.replace_if(key, ancestors, self.limits, decide)
         return (await self.run(plan, key))[0]  # type: ignore[no-any-return]
 

@@ -1,9 +1,10 @@
 """``link-etcd``: the command line for trees in etcd (``python -m link.etcd`` too).
 
 Commands: ``get``, ``ls``, ``put``, ``rm``, ``load``, ``dump``, ``diff``,
-``watch``, ``config``, ``demo``, ``completion``; see ``docs/cli.md``.  Built
-with click; PyYAML and tomli-w are used when a command needs them.  All of
-them come with the ``cli`` extra: ``pip install 'link.etcd[cli]'``.
+``watch``, ``history``, ``rollback``, ``config``, ``demo``, ``completion``; see
+``docs/cli.md``.  Built with click; PyYAML and tomli-w are used when a command
+needs them.  All of them come with the ``cli`` extra: ``pip install
+'link.etcd[cli]'``.
 
 Every read and write is a call of the library (:class:`EtcdMiddleware`); the
 command line adds parsing, output and the comparisons shown to people.
@@ -11,7 +12,8 @@ command line adds parsing, output and the comparisons shown to people.
 Modules: :mod:`.app` (the group, error handling, output), :mod:`.connection`
 (options, settings and their sources, the password), :mod:`.errors` (exit
 statuses), :mod:`.formats` (JSON, YAML, TOML), :mod:`.trees` (compare, merge,
-list), :mod:`.commands`, :mod:`.transfer` (load, dump, diff), :mod:`.demo`.
+list), :mod:`.commands`, :mod:`.transfer` (load, dump, diff), :mod:`.revisions`
+(history, rollback), :mod:`.demo`.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def main(argv: Sequence[str] | None = None, prog_name: str | None = None) -> NoR
 
 def _load() -> Any:
     """The click group with every command registered."""
-    from . import commands, demo, transfer  # noqa: F401 - they register the commands
+    from . import commands, demo, revisions, transfer  # noqa: F401 - they register the commands
     from .app import cli
 
     return cli

@@ -102,7 +102,7 @@ Documentation: docs/cli.md."""
 @connection_options()
 def cli() -> None:
     """Trees in etcd from the command line: get, ls, put, rm, load, dump, diff,
-    watch, with exact types (42 stays an int, "42" a string, [] an empty list).
+    watch, history, rollback, with exact types (42 stays an int, "42" a string, [] an empty list).
 
     Settings come from middleware.conf files, LINK_ETCD_* variables and
     LINK_ETCD_URI like the library's; the options below override them

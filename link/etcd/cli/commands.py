@@ -3,7 +3,6 @@ completion."""
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,7 +20,8 @@ from . import trees
 from .app import cli, complete_path, is_terminal, out
 from .connection import connect, connection_options, resolve, state_of
 from .errors import OK, CliError
-from .formats import OUTPUT_FORMATS, parse_scalar, render
+from .formats import OUTPUT_FORMATS, json_line, parse_scalar, render
+from .transfer import read_at
 
 
 def _missing(path: str) -> EtcdKeyNotFound:
@@ -51,18 +51,39 @@ def _child(path: str, name: str) -> str:
     help="indented or one-line JSON (default: indented on a terminal, compact when piped)",
 )
 @click.option("--raw", is_flag=True, help="print a string leaf as plain text, without quotes")
+@click.option(
+    "--rev",
+    "revision",
+    type=click.IntRange(min=1),
+    metavar="REV",
+    help="the tree as it was at revision REV (v3)",
+)
 @connection_options(hidden=True)
 @click.pass_context
-def get(ctx: click.Context, path: str, output: str, pretty: bool | None, raw: bool) -> int:
-    """Print the tree (or leaf) at PATH.
+def get(
+    ctx: click.Context,
+    path: str,
+    output: str,
+    pretty: bool | None,
+    raw: bool,
+    revision: int | None,
+) -> int:
+    """Print the tree (or leaf) at PATH (--rev: as it was at a past revision).
 
     \b
       link-etcd get /app                 {"db":{"host":"h","port":5432}}
       link-etcd get /app/db/port         5432
       link-etcd get /app -o yaml
       link-etcd get /app/db/host --raw   h
+      link-etcd get /app --rev 812       the tree at revision 812
     """
-    value = connect(ctx)[path]
+    client = connect(ctx)
+    if revision is None:
+        value = client[path]
+    else:
+        value = read_at(client, path, revision)
+        if value is trees.MISSING:
+            raise EtcdKeyNotFound(f"nothing stored at {path!r} at revision {revision}", key=path)
     if raw and isinstance(value, str):
         out(value + "\n")
         return OK
@@ -157,9 +178,17 @@ def _entries(
 @click.argument("value")
 @click.option("--string", is_flag=True, help="store VALUE as text, whatever it looks like")
 @click.option("--force", is_flag=True, help="replace a directory at PATH with the value")
+@click.option(
+    "--ttl",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="delete the value after SECONDS (v3: a lease, whole seconds rounded up; v2: a TTL)",
+)
 @connection_options(hidden=True)
 @click.pass_context
-def put(ctx: click.Context, path: str, value: str, string: bool, force: bool) -> int:
+def put(
+    ctx: click.Context, path: str, value: str, string: bool, force: bool, ttl: float | None
+) -> int:
     """Store one value at PATH, parsed like a stored leaf.
 
     \b
@@ -168,6 +197,7 @@ def put(ctx: click.Context, path: str, value: str, string: bool, force: bool) ->
       link-etcd put /app/db/port 5432 --string
       link-etcd put /app/ratio -0.5          (negative numbers are values)
       link-etcd put /app/db/host db1         text: the string "db1"
+      link-etcd put /app/lock me --ttl 30    gone after 30 seconds
 
     true, false, null, {} and [] are what they say; any text that is not
     JSON is the string itself.  A directory at PATH is replaced only with
@@ -183,7 +213,10 @@ def put(ctx: click.Context, path: str, value: str, string: bool, force: bool) ->
                 f"{path} is a directory ({len(below)} children): put writes one value; "
                 "use --force to replace the directory, or load to write a tree"
             )
-    client[path] = parsed
+    if ttl is None:
+        client[path] = parsed
+    else:
+        client.set(path, parsed, ttl=ttl)
     return OK
 
 
@@ -232,14 +265,10 @@ def watch(ctx: click.Context, path: str, count: int | None) -> int:
             line = {
                 "path": event.path,
                 "type": event.type,
-                "value": None,
+                "value": event.value,
                 "revision": event.revision,
             }
-            if isinstance(event.value, bytes):
-                line["value_base64"] = base64.b64encode(event.value).decode("ascii")
-            else:
-                line["value"] = event.value
-            out(json.dumps(line, ensure_ascii=False) + "\n")
+            out(json_line(line, where=event.path))
             seen += 1
             if count is not None and seen >= count:
                 break

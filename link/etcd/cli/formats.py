@@ -14,6 +14,7 @@ PyYAML and tomli-w are imported only when used; a missing one is a
 
 from __future__ import annotations
 
+import base64
 import importlib
 import json
 import math
@@ -243,6 +244,33 @@ def render(value: Any, fmt: str, *, pretty: bool = True, where: str = "/") -> st
         return str(text)
     tomli_w = require("tomli_w", "-o toml")
     return str(tomli_w.dumps(value))
+
+
+def json_line(line: dict[str, Any], *, where: str, hint: str = "") -> str:
+    """``line`` as one line of JSON (``watch``, ``history``), with a newline.
+
+    ``line["value"]`` that is not UTF-8 (a leaf written by another tool) comes as
+    ``"value": null`` and ``"value_base64"``.  A tree holding such a leaf below
+    its top cannot be JSON: that is refused, as ``get`` refuses it.
+
+    :param line: the fields, ``"value"`` among them (a tree as read).
+    :param where: the path the value was read at, for messages.
+    :param hint: how to see such a tree instead (ends the message).
+    :raises CliError: status 2: a leaf below ``where`` is not UTF-8 text.
+    """
+    value = line["value"]
+    if isinstance(value, bytes):
+        line = {**line, "value": None, "value_base64": base64.b64encode(value).decode("ascii")}
+    else:
+        at = _first(value, where, lambda item: isinstance(item, bytes))
+        if at is not None:
+            raise CliError(f"the value at {at} is not UTF-8 text; JSON cannot hold it{hint}")
+    text = json.dumps(line, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # key names that were not UTF-8 in etcd: \udcXX escapes
+        text = json.dumps(line, ensure_ascii=True)
+    return text + "\n"
 
 
 def parse_scalar(text: str, *, string: bool = False) -> Any:

@@ -16,7 +16,15 @@ from typing import Any
 
 import click
 
-from ..errors import EtcdCompareFailed, EtcdInvalidTree, EtcdKeyNotFound, EtcdUnsupported
+from ..backends.v3 import V3Backend
+from ..errors import (
+    EtcdCompacted,
+    EtcdCompareFailed,
+    EtcdInvalidTree,
+    EtcdKeyNotFound,
+    EtcdUnsupported,
+)
+from ..history import oldest_revision
 from ..middleware import EtcdMiddleware
 from ..paths import SEP, split_path
 from .app import cli, complete_path, is_terminal, out
@@ -299,17 +307,43 @@ def parse_revisions(text: str) -> tuple[int, int]:
     return left, right
 
 
-def read_at(client: EtcdMiddleware, path: str, revision: int) -> Any:
+def read_at(client: EtcdMiddleware, path: str, revision: int, *, what: str = "--rev") -> Any:
     """The tree at PATH (:data:`MISSING`: nothing), now (``revision`` 0) or as it was
     at ``revision`` (``client.snapshot(path, revision=)``, v3).
 
-    :raises CliError: a revision on v2 (status 2).
-    :raises EtcdCompacted: ``revision`` was compacted or is in the future (status 2).
+    :param what: what needs the past revision, for the message on v2.
+    :raises CliError: status 2: a revision on v2, or a compacted revision (the
+        message names the oldest revision etcd keeps).
+    :raises EtcdInvalidTree: ``revision`` is in the future (status 2).
     """
     try:
         return client.snapshot(path, MISSING, revision=revision or None)[0]
     except EtcdUnsupported as exc:
-        raise CliError("--rev needs the v3 API (api = v3): v2 keeps no past revisions") from exc
+        raise needs_v3(what) from exc
+    except EtcdCompacted as exc:
+        raise compacted(client, path, revision, exc) from exc
+
+
+def needs_v3(what: str) -> CliError:
+    """The error (status 2) for what only v3 can do: read a past revision."""
+    return CliError(f"{what} needs the v3 API (api = v3): v2 keeps no past revisions")
+
+
+def oldest_kept(client: EtcdMiddleware, path: str) -> int:
+    """The oldest revision etcd can still read (a few ``count_only`` reads, v3)."""
+    backend = client.backend
+    assert isinstance(backend, V3Backend)  # only v3 has a compaction to report
+    head = client.snapshot(path, MISSING)[1]
+    return oldest_revision(backend, client.key(path), head)
+
+
+def compacted(client: EtcdMiddleware, path: str, revision: int, exc: EtcdCompacted) -> CliError:
+    """The error (status 2) for a read of PATH at a compacted revision, naming the
+    oldest revision etcd keeps (``exc.compact_revision``, else looked up)."""
+    oldest = exc.compact_revision or oldest_kept(client, path)
+    return CliError(
+        f"revision {revision} of {path} was compacted: the oldest revision etcd keeps is {oldest}"
+    )
 
 
 @cli.command(short_help="Compare PATH with FILE, or two revisions.")

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ...codec import Node
-from ...errors import EtcdError, EtcdSettingsError
+from ...errors import EtcdCompacted, EtcdError, EtcdSettingsError
 from ...settings import EtcdSettings
 from ..base import KeyValue, Snapshot
 from . import engine, guarded
@@ -97,7 +97,14 @@ class V3Backend:
 
         :raises EtcdCompacted: ``revision`` was compacted away.
         """
-        return self.run(engine.read_tree(key, revision), key)  # type: ignore[no-any-return]
+        try:
+            return self.run(engine.read_tree(key, revision), key)  # type: ignore[no-any-return]
+        except EtcdCompacted as exc:
+            if exc.compact_revision is None:  # etcd's error does not say: find it
+                from ...history import oldest_revision
+
+                exc.compact_revision = oldest_revision(self, key, self.read(key).revision)
+            raise
 
     def exists(self, key: str) -> bool:
         """One txn of two ``count_only`` ranges."""

@@ -50,6 +50,27 @@ class _Keep:
 KEEP: Final = _Keep()
 
 
+def if_absent(node: Node) -> Callable[[list[KeyValue]], Any]:
+    """The decide function of ``create``: ``node`` when nothing is stored, else KEEP."""
+    return lambda items: KEEP if items else node
+
+
+def if_equal(key: str, expected: Node, node: Node) -> Callable[[list[KeyValue]], Any]:
+    """The decide function of ``compare_and_swap``: ``node`` when the tree stored at
+    ``key`` equals ``expected`` (encoded), else KEEP.  The stored tree is decoded and
+    encoded again, so list positions come out dense (a list with a consumed item
+    still equals its items) and types stay exact (``1``, ``1.0``, ``True`` differ)."""
+    want = dict(codec.flatten(expected, key))
+
+    def decide(items: list[KeyValue]) -> Any:
+        if not items:
+            return KEEP
+        held = dict(codec.flatten(codec.encode(codec.decode(items, key)), key))
+        return node if held == want else KEEP
+
+    return decide
+
+
 def backoff(attempt: int) -> Sleep:
     """Jittered pause before attempt ``attempt`` (1, 2, …) of a contended write:
     short, since a guarded write is one txn and contention clears fast."""
