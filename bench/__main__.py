@@ -1,5 +1,6 @@
 """``python -m bench``: link.etcd against the request floor, hand-written loops, etcdctl
-and the gRPC clients (python3-etcd3, etcd-sdk-python, aetcd).
+and the gRPC clients (python3-etcd3, etcd-sdk-python, aetcd); link.etcd's asyncio
+client against its sync client, and its concurrent gets against aetcd's.
 
 Starts a throwaway etcd (the test harness's :class:`link.etcd.testing.EtcdServer`,
 v2 enabled), starts one worker process per gRPC peer (:mod:`bench.peers`), times
@@ -168,6 +169,8 @@ def measure(args: argparse.Namespace, command: str) -> dict[str, Any]:
                 log("link.etcd v3: transport grpc ('link.etcd') and gateway ('link.etcd gateway')")
             else:
                 log("link.etcd v3: no `transport` setting in this tree: one contender, as before")
+            if clients.aio is not None and API_V3 in args.apis:
+                log("link.etcd aio: the asyncio client (grpc) on one event loop for the run")
             if API_V3 in args.apis:
                 clients.start_peers(log)
             machine = report.machine_info(server.binary)

@@ -31,6 +31,12 @@ keys and values, taken from ``codec.flatten(codec.encode(tree), key)``:
     ``link.etcd`` is its native gRPC transport (``transport="grpc"``); only when
     link.etcd has the ``transport`` setting (else ``link.etcd`` v3 is the only
     transport there is, and runs alone).
+``link.etcd aio``
+    link.etcd's asyncio client (``AsyncEtcdMiddleware``, ``transport="grpc"``),
+    in this process on one event loop kept for the whole run (its channel is
+    opened before the first timed run): ``await client.set(path, tree)`` into an
+    empty path (*write*) and ``await client.get(path)`` (*read*), each timed run
+    one ``loop.run_until_complete``.
 ``python3-etcd3``, ``etcd-sdk-python``, ``aetcd``
     The gRPC clients, each in its own worker process (:mod:`bench.peers`), timed
     inside the worker around the client calls: transactions of 128 puts, one
@@ -41,6 +47,11 @@ keys and values, taken from ``codec.flatten(codec.encode(tree), key)``:
     :data:`CALLS` single-key reads (``client['/x']``) or leaf writes
     (``client['/x'] = 'v'``) in a row, timed per call, for link.etcd, the floor
     (etcd3gw) and each peer.
+*concurrent gets*
+    The async clients only (``link.etcd aio`` and aetcd, :data:`~bench.peers.ASYNC_PEERS`):
+    :data:`BATCHES` batches in a row of :data:`CONCURRENT` gets of the key
+    ``/x`` in flight at once (``asyncio.gather``), timed per batch; the report
+    also gives gets per second (``CONCURRENT / time per batch``).
 
 A contender needs the path in one :class:`State` and leaves it in another; the
 runner restores the needed state between runs with the untimed :class:`Setup`
@@ -49,6 +60,7 @@ of the API (the floor's writes and deletes on v3, link.etcd's on v2).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import enum
 import json
@@ -63,13 +75,15 @@ from etcd3gw.client import Etcd3Client
 from link.etcd import EtcdMiddleware, codec
 from link.etcd.testing import EtcdServer
 
-from .peers import PeerProcess, Timed, start_peers
+from .peers import ASYNC_PEERS, PeerProcess, Timed, start_peers
 from .trees import make_tree
 
 __all__ = [
     "API_V2",
     "API_V3",
     "BATCH",
+    "BATCHES",
+    "CONCURRENT",
     "Contender",
     "State",
     "Workload",
@@ -96,6 +110,8 @@ HAND = "hand loop"
 ETCDCTL = "etcdctl"
 #: link.etcd's v3 API through the JSON gateway (when it has the ``transport`` setting).
 GATEWAY = "link.etcd gateway"
+#: link.etcd's asyncio client (``AsyncEtcdMiddleware``, gRPC transport).
+AIO = "link.etcd aio"
 #: Suffix of a peer whose ``get_prefix`` is followed by the user's nesting loop.
 NESTED = " + nesting"
 #: Middleware path, etcd key and value of the single-key operations.
@@ -104,6 +120,12 @@ KEY_ETCD = PREFIX + KEY
 KEY_VALUE = "v"
 #: Calls in a row of a single-key operation (its time is reported per call).
 CALLS = 200
+#: The operation of :data:`CONCURRENT` single-key gets in flight at once (async clients).
+GATHER = "concurrent gets"
+#: Gets in flight at once in one batch of :data:`GATHER`.
+CONCURRENT = 100
+#: Batches in a row per run of :data:`GATHER` (its time is reported per batch).
+BATCHES = 10
 
 
 class State(enum.Enum):
@@ -189,6 +211,11 @@ class Clients:
     peers_missing: dict[str, str] = field(init=False, default_factory=dict)
     #: link.etcd's v3 transports: ``("grpc", "gateway")``, or ``()`` without the setting.
     transports: tuple[str, ...] = field(init=False, default=())
+    #: The event loop of the async contenders, one for the whole run (``None``
+    #: when this link.etcd has no ``link.etcd.aio``).
+    loop: asyncio.AbstractEventLoop | None = field(init=False, default=None)
+    #: link.etcd's asyncio client (gRPC), created and connected on :attr:`loop`.
+    aio: Any = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         url = self.server.endpoint
@@ -207,6 +234,18 @@ class Clients:
         self.v2 = EtcdMiddleware(endpoints=[url], api="v2", prefix=PREFIX, read_timeout=TIMEOUT)
         self.gw = Etcd3Client(host=host, port=port, api_path="/v3/", timeout=TIMEOUT)
         self.pe = etcd.Client(host=host, port=port, read_timeout=TIMEOUT)
+        self._start_aio(url)
+
+    def _start_aio(self, url: str) -> None:
+        """The asyncio client on its own loop, its channel opened by one untimed get."""
+        try:
+            from link.etcd.aio import AsyncEtcdMiddleware
+        except ImportError:  # a link.etcd without the asyncio client: no async contenders
+            return
+        self.loop = asyncio.new_event_loop()
+        grpc: dict[str, Any] = {"transport": "grpc"} if self.transports else {}
+        self.aio = AsyncEtcdMiddleware(endpoints=[url], prefix=PREFIX, read_timeout=TIMEOUT, **grpc)
+        self.loop.run_until_complete(self.aio.get("/no-such-key", None))
 
     def start_peers(self, log: Callable[[str], None]) -> None:
         """Start a worker per gRPC peer; those that fail are logged and left out."""
@@ -221,6 +260,10 @@ class Clients:
         self.v2.close()
         self.gw.session.close()
         self.pe.http.clear()
+        if self.loop is not None:
+            if self.aio is not None:
+                self.loop.run_until_complete(self.aio.aclose())
+            self.loop.close()
 
 
 def link_transports() -> tuple[str, ...]:
@@ -329,6 +372,22 @@ def gw_get_many(gw: Etcd3Client, calls: int) -> bytes | None:
 def gw_put_many(gw: Etcd3Client, calls: int) -> None:
     for _ in range(calls):
         gw.put(KEY_ETCD.encode(), KEY_VALUE.encode())
+
+
+def aio_gather_many(
+    loop: asyncio.AbstractEventLoop, client: Any, concurrent: int, batches: int
+) -> list[Any]:
+    """On ``loop``: ``batches`` batches in a row of ``concurrent``
+    ``await client.get(KEY)`` in flight at once (``asyncio.gather``); the last
+    batch's values."""
+
+    async def run() -> list[Any]:
+        values: list[Any] = []
+        for _ in range(batches):
+            values = await asyncio.gather(*(client.get(KEY) for _ in range(concurrent)))
+        return values
+
+    return loop.run_until_complete(run())
 
 
 def count_leaves(tree: Any) -> int:
@@ -474,6 +533,8 @@ def _v3(c: Clients, w: Workload) -> Iterator[Contender]:
     yield from _library(API_V3, c.v3, w, stored_a, deleted)
     if c.v3gw is not None:
         yield from _library(API_V3, c.v3gw, w, stored_a, deleted, GATEWAY)
+    if c.loop is not None and c.aio is not None:
+        yield from _aio(c.loop, c.aio, w, stored_a)
     for who, client in ((LINK, c.v3), (GATEWAY, c.v3gw)):
         if client is None:
             continue
@@ -510,6 +571,36 @@ def _v3(c: Clients, w: Workload) -> Iterator[Contender]:
     )  # fmt: skip
     yield Contender(API_V3, ETCDCTL, "read", A, A, lambda: etcdctl_read(server, key), etcdctl_pairs)
     yield Contender(API_V3, ETCDCTL, "delete", A, E, lambda: etcdctl_delete(server, key), deleted)
+
+
+def _aio(
+    loop: asyncio.AbstractEventLoop, client: Any, w: Workload, stored_a: Callable[[Any], None]
+) -> Iterator[Contender]:
+    """link.etcd's asyncio client (v3, gRPC): write, read and concurrent gets, each
+    run one ``loop.run_until_complete`` on the run's one loop."""
+    E, A, ANY = State.EMPTY, State.A, State.ANY
+
+    def tree_a(result: Any) -> None:
+        assert result == w.tree_a, "link.etcd aio read back something else than tree A"
+
+    yield Contender(
+        API_V3, AIO, "write", E, A, lambda: loop.run_until_complete(client.set(PATH, w.tree_a)),
+        stored_a,
+    )  # fmt: skip
+    yield Contender(
+        API_V3, AIO, "read", A, A, lambda: loop.run_until_complete(client.get(PATH)), tree_a
+    )
+    yield Contender(
+        API_V3, AIO, GATHER, ANY, ANY,
+        lambda: aio_gather_many(loop, client, CONCURRENT, BATCHES), gathered, calls=BATCHES,
+    )  # fmt: skip
+
+
+def gathered(result: Any) -> None:
+    """The check of a batch of concurrent gets: every get read the key's value."""
+    values = result if isinstance(result, list) else [result]
+    assert len(values) == CONCURRENT, f"{len(values)} gets answered, {CONCURRENT} expected"
+    assert all(v in (KEY_VALUE, KEY_VALUE.encode()) for v in values), f"{KEY_ETCD} read {values!r}"
 
 
 def _v2(c: Clients, w: Workload) -> Iterator[Contender]:
@@ -561,3 +652,11 @@ def _peer(
         lambda: peer.op("put1", key=KEY_ETCD, value=KEY_VALUE, calls=CALLS),
         key_written, calls=CALLS,
     )  # fmt: skip
+    if name in ASYNC_PEERS:
+        yield Contender(
+            API_V3, name, GATHER, ANY, ANY,
+            lambda: peer.op(
+                "gather", key=KEY_ETCD, concurrent=CONCURRENT, batches=BATCHES
+            ),
+            gathered, calls=BATCHES,
+        )  # fmt: skip

@@ -21,6 +21,10 @@ stdin and answers one JSON line on stdout:
     One ``delete_prefix`` of ``key/``.
 ``{"cmd": "get1", "key": "/bench/x", "calls": 200}``, ``{"cmd": "put1", ...}``
     ``calls`` single-key gets (or puts of ``value``) in a row.
+``{"cmd": "gather", "key": "/bench/x", "concurrent": 100, "batches": 10}``
+    Async peers only (:data:`ASYNC_PEERS`): ``batches`` batches in a row of
+    ``concurrent`` gets of ``key`` in flight at once (``asyncio.gather``) on the
+    worker's event loop; the result is the last batch's values.
 
 Each answer is ``{"seconds": s, "cpu": c, "result": r}``: the worker's own wall
 time and process CPU time around the client calls only (not the pipe, not the
@@ -48,6 +52,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 __all__ = [
+    "ASYNC_PEERS",
     "PEERS",
     "PeerFailed",
     "PeerProcess",
@@ -58,6 +63,8 @@ __all__ = [
 
 #: The peers, by the name they carry in the report (their PyPI name).
 PEERS = ("python3-etcd3", "etcd-sdk-python", "aetcd")
+#: The peers with an asyncio API: they also run the ``gather`` command.
+ASYNC_PEERS = ("aetcd",)
 #: Puts per transaction (etcd's default ``--max-txn-ops``).
 BATCH = 128
 #: gRPC channel options of every peer: no receive limit.
@@ -257,6 +264,9 @@ class _Aetcd(_Peer):
                 return count_leaves(nest(await self.pairs(), self.prefix))
 
             return self.timed(nested)
+        if cmd["cmd"] == "gather":
+            key, concurrent, batches = cmd["key"].encode(), cmd["concurrent"], cmd["batches"]
+            return self.timed(lambda: self.gather_many(key, int(concurrent), int(batches)))
         return super().run(cmd)
 
     async def write(self) -> None:  # type: ignore[override]
@@ -282,6 +292,16 @@ class _Aetcd(_Peer):
         put = self.client.put
         for _ in range(calls):
             await put(key, value)
+
+    async def gather_many(self, key: bytes, concurrent: int, batches: int) -> list[str | None]:
+        """``batches`` batches in a row of ``concurrent`` gets in flight at once."""
+        import asyncio
+
+        get = self.client.get
+        found: list[Any] = []
+        for _ in range(batches):
+            found = await asyncio.gather(*(get(key) for _ in range(concurrent)))
+        return [None if kv is None else kv.value.decode() for kv in found]
 
     def close(self) -> None:
         self.loop.run_until_complete(self.client.close())

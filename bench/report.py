@@ -33,10 +33,11 @@ __all__ = [
     "profile_markdown",
 ]
 
-_OPS = ("write", "replace", "read", "delete", "key get", "key put")
+_OPS = ("write", "replace", "read", "delete", "key get", "key put", cn.GATHER)
 _WHO = (
     cn.LINK,
     cn.GATEWAY,
+    cn.AIO,
     *(who for peer in PEERS for who in (peer, peer + cn.NESTED)),
     cn.FLOOR,
     cn.HAND,
@@ -45,6 +46,7 @@ _WHO = (
 _COLORS = {
     cn.LINK: "#1f5fbf",
     cn.GATEWAY: "#7fa7e6",
+    cn.AIO: "#17becf",
     cn.FLOOR: "#222222",
     cn.HAND: "#d62728",
     cn.ETCDCTL: "#2ca02c",
@@ -131,7 +133,10 @@ def _requests(requests: dict[str, int], calls: int) -> str:
 
 
 def _per_call(index: Index, label: str) -> str:
-    """``label``, with ``(per call)`` for the single-key operations."""
+    """``label``, with ``(per call)`` for the single-key operations and ``(per batch
+    of 100)`` for the concurrent gets."""
+    if label.endswith(" " + cn.GATHER):
+        return f"{label} (per batch of {cn.CONCURRENT})"
     calls = max((m.calls for m in index.by_key.values() if m.label == label), default=1)
     return f"{label} (per call)" if calls > 1 else label
 
@@ -236,6 +241,8 @@ def side_by_side_table(index: Index, leaves: int) -> str:
         if not m.runs:
             continue
         link = index.get(f"{cn.LINK} v3 {m.op}", leaves)
+        if m.op == cn.GATHER:  # async clients only: compared with link.etcd aio's
+            link = index.get(f"{cn.AIO} v3 {m.op}", leaves)
         if m.op == "read" and m.who.endswith(cn.NESTED):
             link = index.get(f"{cn.LINK} v3 read", leaves)
         wall = _median_of(m.times)
@@ -268,6 +275,64 @@ def side_by_side_table(index: Index, leaves: int) -> str:
         "requests",
     ]
     return _table(header, rows, "lrrrrrl")
+
+
+def _gather_labels(index: Index) -> list[str]:
+    """The contenders of the concurrent gets, link.etcd aio first."""
+    return [label for label in _ordered(index) if label.endswith(" v3 " + cn.GATHER)]
+
+
+def gets_per_second(index: Index, label: str, leaves: int) -> float | None:
+    """Gets per second of a concurrent-gets contender: CONCURRENT / median time per batch."""
+    median = index.median(label, leaves)
+    return cn.CONCURRENT / median if median else None
+
+
+def gather_table(index: Index) -> str:
+    """Per async contender and size: median time per batch of concurrent gets and the
+    gets per second it makes, and the paired ratio of its times to link.etcd aio's."""
+    rows = []
+    aio = f"{cn.AIO} v3 {cn.GATHER}"
+    for label in _gather_labels(index):
+        cells = [label.removesuffix(f" v3 {cn.GATHER}")]
+        for leaves in index.sizes:
+            m, mine = index.get(label, leaves), index.get(aio, leaves)
+            if m is None or not m.runs:
+                cells.append("failed" if m is not None and m.failed else "–")
+                continue
+            rate = gets_per_second(index, label, leaves) or 0.0
+            text = f"{fmt_time(index.median(label, leaves))}, {rate:,.0f}/s"
+            if mine is not None and mine.runs and mine is not m:
+                text += f" (×{paired_ratio(m, mine)[0]:.2f})"
+            cells.append(text)
+        rows.append(cells)
+    return _table(["contender", *(_n(s) + " leaves" for s in index.sizes)], rows)
+
+
+def _gather_line(index: Index) -> list[str]:
+    """The concurrent gets beside aetcd's, at the goal size (else the largest)."""
+    labels = _gather_labels(index)
+    if not labels:
+        return []
+    measured = [s for s in index.sizes if any(index.median(lb, s) for lb in labels)]
+    if not measured:
+        return []
+    leaves = GOAL_LEAVES if GOAL_LEAVES in measured else measured[-1]
+    figures = []
+    for label in labels:
+        rate = gets_per_second(index, label, leaves)
+        if rate is not None:
+            who = label.removesuffix(f" v3 {cn.GATHER}")
+            figures.append(f"{who} **{rate:,.0f} gets/s** ({fmt_time(cn.CONCURRENT / rate)})")
+    aio, peer = (index.get(f"{w} v3 {cn.GATHER}", leaves) for w in (cn.AIO, "aetcd"))
+    ratio = ""
+    if aio is not None and peer is not None and aio.runs and peer.runs:
+        ratio = f"; time per batch link.etcd aio / aetcd {paired_ratio(aio, peer)[0]:.2f}"
+    return [
+        f"- concurrent gets ({cn.CONCURRENT} single-key gets in flight, per batch), at "
+        f"{_n(leaves)} leaves: {', '.join(figures)}{ratio} (informational, no goal: the "
+        "figures side by side)"
+    ]
 
 
 def failures(index: Index) -> list[str]:
@@ -632,6 +697,7 @@ def markdown_report(results: dict[str, Any], index: Index, png_name: str | None)
         "## Goals",
         "",
         *_goal_lines(results["ratios"], results.get("memory", [])),
+        *_gather_line(index),
         "",
         _transport_line(results["machine"])
         + " *Fastest gRPC peer*: at each size, whichever of "
@@ -695,6 +761,21 @@ def markdown_report(results: dict[str, Any], index: Index, png_name: str | None)
         ]
         for leaves in side_sizes:
             parts += [f"At {_n(leaves)} leaves:", "", side_by_side_table(index, leaves), ""]
+    if _gather_labels(index):
+        parts += [
+            "## Concurrent gets (asyncio)",
+            "",
+            f"{cn.CONCURRENT} gets of one key in flight at once (`asyncio.gather`), "
+            f"{cn.BATCHES} batches in a row per run: median time per batch, the gets per "
+            f"second it makes ({cn.CONCURRENT} / time per batch) and, in brackets, the median "
+            "paired ratio of the times to link.etcd aio's (above 1: slower than link.etcd "
+            "aio). link.etcd aio ran in this process on the run's one event loop; aetcd on "
+            "its worker's loop, timed there. The tree's size does not matter here (one key); "
+            "each size is one more sample.",
+            "",
+            gather_table(index),
+            "",
+        ]
     parts += [
         "## Ratios",
         "",
@@ -753,6 +834,11 @@ def markdown_report(results: dict[str, Any], index: Index, png_name: str | None)
         f"- **etcdctl** {results['machine']['etcd']}, the official client, v3 only: one "
         f"`etcdctl txn` process per {cn.BATCH} puts, one `etcdctl get --prefix` (text "
         "output parsed), one `etcdctl del --prefix`.",
+        "- **link.etcd aio**: link.etcd's asyncio client (`AsyncEtcdMiddleware`, "
+        '`transport="grpc"`) in this process, on one event loop kept for the whole run '
+        "and one client connected before the first timed run: `await client.set(path, "
+        "tree)` into an empty path (*write*) and `await client.get(path)` (*read*), each "
+        "timed run one `loop.run_until_complete`.",
         "- **link.etcd gateway**: link.etcd's v3 API through the JSON gateway "
         '(`transport="gateway"`), when link.etcd has that setting; **link.etcd** is then its '
         'native gRPC transport (`transport="grpc"`).',
@@ -769,6 +855,9 @@ def markdown_report(results: dict[str, Any], index: Index, png_name: str | None)
         f"- *key get* / *key put*: {cn.CALLS} calls in a row of `client['/x']` / "
         "`client['/x'] = 'v'` (link.etcd), `get` / `put` of the key `/bench/x` (etcd3gw as "
         "the floor, and each peer), reported per call.",
+        f"- *concurrent gets*, the async clients only (link.etcd aio, aetcd): {cn.BATCHES} "
+        f"batches in a row of {cn.CONCURRENT} gets of `/bench/x` in flight at once "
+        "(`asyncio.gather`), reported per batch and as gets per second.",
         "",
         "Trees (`bench/trees.py`, fixed seed): a root dict of sections holding nested dicts "
         "and lists (of scalars and of records), 2 to 9 children per container and up to 12 "

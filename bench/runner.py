@@ -36,6 +36,7 @@ import etcd
 import etcd3gw.exceptions
 
 from .contenders import (
+    GATHER,
     PREFIX,
     Clients,
     Contender,
@@ -70,7 +71,8 @@ class Measurement:
     cpu: list[tuple[int, float, float]] = field(default_factory=list)
     #: CPU seconds that other processes of the machine used during the timed runs.
     foreign_cpu: float = 0.0
-    #: Calls per run: times and CPU are per call (single-key operations: 200).
+    #: Calls per run: times and CPU are per call (single-key operations: 200; concurrent
+    #: gets: 10 batches, so per batch).
     calls: int = 1
     #: Why the contender failed at this size (``"PeerFailed: ..."``), else ``None``.
     failed: str | None = None
@@ -249,7 +251,7 @@ def measure_size(
             del result
             m.runs.append((rep, seconds))
             spent[c.label] += spent_here
-            per = " per call" if c.calls > 1 else ""
+            per = " per batch" if c.op == GATHER else (" per call" if c.calls > 1 else "")
             log(
                 f"  {work.leaves:>7} leaves  rep {rep}  {c.label:<28} "
                 f"{seconds * 1000:10.3f} ms{per}"

@@ -23,6 +23,7 @@ from link.etcd.backends.base import (
 from link.etcd.backends.v3 import engine
 from link.etcd.backends.v3.engine import (
     PAGE_SIZE,
+    PAUSE,
     TXNS_IN_FLIGHT,
     WRITE_ATTEMPTS,
     Concurrent,
@@ -56,6 +57,8 @@ def send(plan: Any, answer: Any = None) -> Any:
     """The plan's next step; fails the test when the plan returns instead."""
     try:
         step = plan.send(answer)
+        while step is PAUSE:  # a pause for async drivers: no answer to give
+            step = plan.send(None)
     except StopIteration as stop:  # pragma: no cover - a failure path
         pytest.fail(f"plan returned {stop.value!r} where a step was expected")
     if isinstance(step, Concurrent):  # its requests may come as an iterator: keep a list
@@ -67,6 +70,8 @@ def finish(plan: Any, answer: Any = None) -> Any:
     """Send the last answer; the plan must return, and this is what it returned."""
     with pytest.raises(StopIteration) as stop:
         step = plan.send(answer)
+        while step is PAUSE:
+            step = plan.send(None)
         pytest.fail(f"plan yielded {step!r} where it should have returned")
     return stop.value.value
 

@@ -13,8 +13,16 @@ async driver (:mod:`.driver`); the v2 API stays sync-only.  See
 - :mod:`.lease`: :class:`AsyncLease`, kept alive by a task
 """
 
+import contextlib
+
+# the transports, and the modules they load on first use, are imported now rather
+# than inside the event loop (the gateway's httpx stack: about 0.1 s of imports)
+from . import grpc  # noqa: E402, F401, I001
 from .client import AsyncEtcdMiddleware
 from .lease import AsyncLease
 from .watch import AsyncWatch
+
+with contextlib.suppress(ImportError):  # httpx is optional (link.etcd[aio])
+    from . import gateway  # noqa: F401
 
 __all__ = ["AsyncEtcdMiddleware", "AsyncLease", "AsyncWatch"]

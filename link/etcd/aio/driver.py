@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
-from ..backends.v3.engine import Call, Concurrent, Plan, Sleep
+from ..backends.v3.engine import Call, Concurrent, Pause, Plan, Sleep
 from ..backends.v3.protocol import Range, Request, Result, Txn, WatchCreate, WatchResult
 from ..backends.v3.transport import Failover
 from ..errors import EtcdError
@@ -116,6 +116,8 @@ async def _perform(step: Any, transport: AsyncTransport, key: str | None) -> Any
     """One step of a plan (see :mod:`link.etcd.backends.v3.engine`); its answer."""
     if isinstance(step, Concurrent):
         return await call_many(transport, step.requests, step.limit, key)
+    if isinstance(step, Pause):
+        return await asyncio.sleep(0)
     if isinstance(step, Sleep):
         return await asyncio.sleep(step.seconds)
     if isinstance(step, Call):

@@ -11,7 +11,7 @@ from ...errors import EtcdCompacted, EtcdError, EtcdSettingsError
 from ...settings import EtcdSettings
 from ..base import KeyValue, Snapshot
 from . import engine, guarded
-from .engine import Call, Concurrent, Limits, Plan, Sleep
+from .engine import Call, Concurrent, Limits, Pause, Plan, Sleep
 from .protocol import LeaseGrant, LeaseKeepAlive, LeaseResult, LeaseRevoke, LeaseTimeToLive
 from .transport import Transport
 from .watch import V3Watch
@@ -29,6 +29,8 @@ def drive(plan: Plan, transport: Transport, key: str | None = None) -> Any:
             step = plan.send(answer)
             if isinstance(step, Concurrent):
                 answer = transport.call_many(step.requests, step.limit, key)
+            elif isinstance(step, Pause):
+                answer = None
             elif isinstance(step, Sleep):
                 time.sleep(step.seconds)
                 answer = None

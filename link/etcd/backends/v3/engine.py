@@ -10,7 +10,9 @@ step's answer, until it returns the operation's result.  A step is
   with a list holding, in order, each one's ``*Result`` or the
   :class:`~link.etcd.errors.EtcdError` it failed with;
 - :class:`Sleep`: wait, answered with ``None``;
-- :class:`Call`: call a user function (``transform``'s), answered with its result.
+- :class:`Call`: call a user function (``transform``'s), answered with its result;
+- :data:`PAUSE`: a point where an async driver lets its event loop run, between
+  the long computations of a large tree (answered with ``None``).
 
 The driver loop (see :func:`drive` in ``backend.py`` and the async twin) is::
 
@@ -36,7 +38,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from ... import codec
 from ...codec import Node, iter_flatten
@@ -64,6 +66,8 @@ PAGE_SIZE = 100_000
 TXNS_IN_FLIGHT = 4
 #: Write attempts (first + retries) while compares keep failing.
 WRITE_ATTEMPTS = 10
+#: Keys past which a plan pauses between its long computations (see :data:`PAUSE`).
+PAUSE_AFTER = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +88,16 @@ class Sleep:
 
 
 @dataclass(frozen=True, slots=True)
+class Pause:
+    """A step between two long computations of a plan: an async driver lets its
+    event loop run (a sync one goes on at once); answered with ``None``."""
+
+
+#: The one :class:`Pause`.
+PAUSE: Final = Pause()
+
+
+@dataclass(frozen=True, slots=True)
 class Call:
     """A step: call ``function(argument)`` (user code, which an async driver may
     await) and send back what it returned."""
@@ -101,7 +115,7 @@ class Limits:
     max_request_bytes: int = 1572864
 
 
-Step: TypeAlias = "Request | Concurrent | Sleep | Call"
+Step: TypeAlias = "Request | Concurrent | Sleep | Call | Pause"
 #: A plan returning ``T``.
 Plan: TypeAlias = Generator[Step, Any, Any]
 
@@ -169,6 +183,8 @@ def read_tree(key: str, revision: int = 0) -> Plan:
         read: Snapshot = yield from snapshot(key, pairs=True, revision=revision)
         if not read.items:
             return ABSENT, revision or read.revision
+        if len(read.items) > PAUSE_AFTER:
+            yield PAUSE
         return codec.decode(read.items, key), revision or read.revision
 
 
@@ -310,9 +326,13 @@ def _replace_once(
     read: Snapshot = yield from snapshot(key, singles=singles)
     # a key held under another lease is written again, attached to this one
     current = {kv.key: (kv.value if kv.lease == lease else None) for kv in read.items}
+    if len(current) > PAUSE_AFTER:
+        yield PAUSE
     changes = diff(current, leaves)  # type: ignore[arg-type]
     if not changes:
         return True
+    if len(changes) > PAUSE_AFTER:
+        yield PAUSE
     cut = batches(changes, limits)
     revision = read.revision
     if len(cut) == 1:
