@@ -35,10 +35,11 @@ $(OLD_STAMP): pyproject.toml setup.py
 	$(OLD)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]' 'protobuf==$(PROTOBUF_OLDEST)'
 	touch $(OLD_STAMP)
 
-# the v3 suite (both transports) on the oldest protobuf link.etcd supports
+# the v3 suite (both transports) on the oldest protobuf link.etcd supports (not the
+# test beside python3-etcd3, whose generated code needs protobuf >= 5.26)
 test-protobuf-oldest: $(OLD_STAMP)
 	$(OLD)/bin/python -c "import google.protobuf as p; assert p.__version__ == '$(PROTOBUF_OLDEST)', p.__version__"
-	$(OLD)/bin/python -m pytest -q -p no:cacheprovider tests/test_v3_transports.py tests/test_middleware.py tests/test_watch.py -k "not v2"
+	$(OLD)/bin/python -m pytest -q -p no:cacheprovider tests/test_v3_transports.py tests/test_middleware.py tests/test_watch.py -k "not v2 and not beside"
 
 b3j0f-suite: $(STAMP)
 	$(BIN)/python tools/run_b3j0f_suite.py
