@@ -35,6 +35,7 @@ from link.etcd.demo import pip_inspect
 from link.etcd.testing import EtcdServer
 
 from .apis import APIS, connection
+from .helpers import same
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
 
@@ -63,19 +64,6 @@ TRICKY = {
     "names": {"a/b": 1, "": 2, ".": 3, "..": 4, "50%": 5, "01234567890123456789": 6},
     "nested": [[1, [2, {}]], {"x": []}, "00000000000000000001"],
 }
-
-
-def same(a: Any, b: Any) -> bool:
-    """Equal with the same types throughout (``1 == 1.0 == True`` does not count)."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float):
-        return repr(a) == repr(b)
-    return bool(a == b)
 
 
 @pytest.fixture(autouse=True)
