@@ -71,6 +71,7 @@ DEFAULTS = {
     "max_txn_ops": 128,
     "max_request_bytes": 1572864,
     "transport": "grpc",
+    "serializable_reads": False,
 }
 
 
@@ -163,8 +164,8 @@ def test_uri_with_one_host_clears_lower_endpoints(tmp_path: Path) -> None:
 
 
 def test_empty_value_in_later_layer_unsets_optional(tmp_path: Path) -> None:
-    conf = write_conf(tmp_path, "ca_cert = /etc/ca.pem\nusername = bob")
-    assert load(conf_files=[conf]).ca_cert == "/etc/ca.pem"
+    conf = write_conf(tmp_path, f"ca_cert = {SHIPPED_CONF}\nusername = bob")
+    assert load(conf_files=[conf]).ca_cert == str(SHIPPED_CONF)
     settings = load(conf_files=[conf], environ={"LINK_ETCD_CA_CERT": ""})
     assert settings.ca_cert is None
     assert settings.username == "bob"
@@ -196,7 +197,7 @@ COERCIONS = [
     ("prefix", "", "/"),
     ("version_prefix", "v2/", "/v2"),
     ("ca_cert", "", None),
-    ("ca_cert", "/p/ca.pem", "/p/ca.pem"),
+    ("ca_cert", str(SHIPPED_CONF), str(SHIPPED_CONF)),
     ("srv_domain", "example.org", "example.org"),
     ("expected_cluster_id", "", None),
 ]
