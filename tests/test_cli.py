@@ -8,6 +8,7 @@ authentication), and checks what etcd holds afterwards.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import pty
@@ -15,8 +16,10 @@ import select
 import shlex
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 import urllib.request
@@ -1130,3 +1133,72 @@ def run_session(steps: list[tuple[str, list[str]]], env: dict[str, str], tmp_pat
             result = invoke(*words[1:], env=env)
             status, output = result.exit_code, result.output
         assert output.splitlines() == expected, command
+
+
+# -- progress bars ------------------------------------------------------------------
+
+
+def run_on_terminal_stderr(
+    args: list[str], stdin: Path | None, stdout: Path, env: dict[str, str]
+) -> tuple[int, str]:
+    """Run ``python -m link.etcd ARGS`` with stderr on a pseudo-terminal (stdin and
+    stdout on files); its exit status and what it wrote to the terminal."""
+    master, slave = pty.openpty()
+    # a terminal of 100 x 24 (a new pty has 0 columns, where tqdm draws nothing)
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    with open(stdout, "wb") as out, open(stdin or os.devnull, "rb") as inp:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "link.etcd", *args],
+            stdin=inp,
+            stdout=out,
+            stderr=slave,
+            env={**os.environ, **env},
+        )
+    os.close(slave)
+    screen = b""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 1)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            screen += chunk
+        elif process.poll() is not None:
+            break
+    os.close(master)
+    return process.wait(30), screen.decode(errors="replace")
+
+
+def test_load_and_dump_show_a_bar_on_a_terminal_only(
+    etcd_server: Any, etcd_prefix: str, tmp_path: Path
+) -> None:
+    document = {f"k{i}": {"n": i, "s": str(i)} for i in range(1500)}  # 3,000 leaves, 24 txns
+    source = tmp_path / "in.json"
+    source.write_text(json.dumps(document))
+    conn = ["--endpoints", etcd_server.endpoint, "--prefix", etcd_prefix]
+    env = {"TQDM_DELAY": "0"}  # the bar at once, however fast etcd is
+
+    status, screen = run_on_terminal_stderr(
+        [*conn, "load", "/big", str(source)], None, tmp_path / "load.out", env
+    )
+    assert status == 0, screen
+    assert "writing /big" in screen and "/3000" in screen, screen
+    assert "loaded /big" in screen
+
+    status, screen = run_on_terminal_stderr(
+        [*conn, "dump", "/big"], None, tmp_path / "dump.out", env
+    )
+    assert status == 0, screen
+    assert "reading /big" in screen and "/3000" in screen, screen
+    assert json.loads((tmp_path / "dump.out").read_text()) == document
+
+    piped = run(*conn, "dump", "/big", env=env)  # stderr is a pipe: no bar
+    assert piped.returncode == 0 and piped.stderr == ""
+    piped = run(*conn, "load", "/big2", str(source), env=env)
+    assert piped.returncode == 0
+    assert "keys" not in piped.stderr and "\r" not in piped.stderr
+    assert piped.stderr.startswith("loaded /big2")

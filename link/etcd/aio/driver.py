@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
+from ..backends.v3 import progress
 from ..backends.v3.engine import Call, Concurrent, Pause, Plan, Sleep
 from ..backends.v3.protocol import Range, Request, Result, Txn, WatchCreate, WatchResult
 from ..backends.v3.transport import Failover
@@ -101,7 +102,7 @@ async def drive(plan: Plan, transport: AsyncTransport, key: str | None = None) -
     answer: Any = None
     try:
         while True:
-            answer = await _perform(plan.send(answer), transport, key)
+            answer = await _perform(progress.observe(plan.send(answer)), transport, key)
     except StopIteration as stop:
         return stop.value
     except EtcdError as exc:
@@ -123,7 +124,9 @@ async def _perform(step: Any, transport: AsyncTransport, key: str | None) -> Any
     if isinstance(step, Call):
         result = step.function(step.argument)
         return (await result) if inspect.isawaitable(result) else result
-    return await send(transport, step, key)
+    answer = await send(transport, step, key)
+    progress.answered(step, answer)
+    return answer
 
 
 def _cancel_safe(request: Request) -> bool:

@@ -31,6 +31,7 @@ from .app import cli, complete_path, is_terminal, out
 from .connection import connect, connection_options
 from .errors import FAILED, OK, CliError
 from .formats import INPUT_FORMATS, OUTPUT_FORMATS, format_of, leaf_text, parse_document, render
+from .progress import progress_bar
 from .trees import MISSING, Change, compare, summary
 from .trees import merge as merge_trees
 
@@ -198,6 +199,7 @@ def load(
     txns instead: not atomic, and not guarded by that read, so a change made
     meanwhile is overwritten; PATH ends up holding one whole tree (the last
     writer's), never a mix.  v2 has no txns: a plain replace.  See docs/cli.md.
+    Large reads and writes show a progress bar on a terminal (stderr).
 
     \b
       link-etcd dump /app > app.json && $EDITOR app.json
@@ -207,7 +209,8 @@ def load(
     """
     document = read_document(file, fmt)
     client = connect(ctx)
-    plan = plan_load(client, path, document, merge=merge)
+    with progress_bar("read", f"reading {path}"):
+        plan = plan_load(client, path, document, merge=merge)
     if dry_run:
         changes = plan.changes
         if plan.current is MISSING:
@@ -218,7 +221,8 @@ def load(
     if not plan.changes:
         out(f"{path} already holds the document; nothing written\n", err=True)
         return OK
-    how = write_load(client, plan)
+    with progress_bar("write", f"writing {path}"):
+        how = write_load(client, plan)
     out(f"loaded {path}: {summary(plan.changes)}{how}\n", err=True)
     return OK
 
@@ -246,10 +250,13 @@ def dump(ctx: click.Context, path: str, file: str | None, output: str | None) ->
     """Write the whole tree at PATH as a document that load reads back exactly.
 
     JSON (indented) by default; YAML and TOML round-trip too (TOML only holds
-    tables without nulls).  One read, at one revision.
+    tables without nulls).  One read, at one revision.  A large read shows a
+    progress bar on a terminal (stderr), never in a pipe.
     """
     fmt = output or format_of(file, None) or "json"
-    value = connect(ctx)[path]
+    client = connect(ctx)
+    with progress_bar("read", f"reading {path}"):
+        value = client[path]
     text = render(value, fmt, pretty=True, where=path)
     if file is None or file == "-":
         out(text)

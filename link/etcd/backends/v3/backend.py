@@ -10,7 +10,7 @@ from ...codec import Node
 from ...errors import EtcdCompacted, EtcdError, EtcdSettingsError
 from ...settings import EtcdSettings
 from ..base import KeyValue, Snapshot
-from . import engine, guarded
+from . import engine, guarded, progress
 from .engine import Call, Concurrent, Limits, Pause, Plan, Sleep
 from .protocol import LeaseGrant, LeaseKeepAlive, LeaseResult, LeaseRevoke, LeaseTimeToLive
 from .transport import Transport
@@ -26,7 +26,7 @@ def drive(plan: Plan, transport: Transport, key: str | None = None) -> Any:
     answer: Any = None
     try:
         while True:
-            step = plan.send(answer)
+            step = progress.observe(plan.send(answer))
             if isinstance(step, Concurrent):
                 answer = transport.call_many(step.requests, step.limit, key)
             elif isinstance(step, Pause):
@@ -38,6 +38,7 @@ def drive(plan: Plan, transport: Transport, key: str | None = None) -> Any:
                 answer = step.function(step.argument)
             else:
                 answer = transport.call(step, key)
+                progress.answered(step, answer)
     except StopIteration as stop:
         return stop.value
     except EtcdError as exc:

@@ -78,6 +78,8 @@ class Concurrent:
 
     requests: Iterable[Request]
     limit: int
+    #: the keys the requests put or delete, when known (for progress reports)
+    keys: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,9 +342,10 @@ def _replace_once(
         compares.append(unchanged_since(revision, *below(key)))
         answer: TxnResult = yield Txn(compares, [_op(change, lease) for change in changes])
         return answer.succeeded
+    count = len(changes)
     del changes
     txns = (batch_txn(batch, key, revision, lease) for batch in cut)  # built as they are sent
-    answers = yield Concurrent(txns, TXNS_IN_FLIGHT)
+    answers = yield Concurrent(txns, TXNS_IN_FLIGHT, count)
     del cut
     written = _applied(key, answers)
     if written is None:
