@@ -13,7 +13,9 @@ Hierarchy::
     ├── EtcdCompareFailed          a txn compare (v3) or a concurrent change kept failing
     ├── EtcdCompacted              the revision asked for was compacted away (v3)
     ├── EtcdUnsupported            the API in use cannot do this (v2: leases, past revisions)
-    └── EtcdPartialWrite           a multi-request write stopped part way (cause chained)
+    ├── EtcdPartialWrite           a multi-request write stopped part way (cause chained)
+    ├── EtcdLockLost               a lock or leadership is no longer held (guarded write refused)
+    └── EtcdLockTimeout            a lock or leadership was not obtained in time
 
 Only :class:`EtcdKeyNotFound` is a :class:`KeyError`: a dead network never looks
 like a missing key.  Backends translate their client library's exceptions into
@@ -128,6 +130,14 @@ class EtcdPartialWrite(EtcdError):
         self.total = total
 
 
+class EtcdLockLost(EtcdError):
+    """The lock (or leadership) is no longer held (key or lease gone); nothing was written."""
+
+
+class EtcdLockTimeout(EtcdError):
+    """The lock (or leadership) was not obtained within the timeout; the block did not run."""
+
+
 __all__ = [
     "EtcdAuthError",
     "EtcdCompacted",
@@ -136,6 +146,8 @@ __all__ = [
     "EtcdError",
     "EtcdInvalidTree",
     "EtcdKeyNotFound",
+    "EtcdLockLost",
+    "EtcdLockTimeout",
     "EtcdPartialWrite",
     "EtcdPermissionDenied",
     "EtcdSettingsError",

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from . import codec, primitives
 from .backends import Backend, open_backend
 from .backends.base import ABSENT
-from .backends.v3 import V3Backend
+from .backends.v3 import V3Backend, guarded
 from .errors import EtcdInvalidTree, EtcdKeyNotFound, EtcdUnsupported
 from .paths import ancestor_keys, join_key, normalize_prefix, split_path
 from .settings import EtcdSettings, load_settings
 
 if TYPE_CHECKING:
+    from .backends.v3.guarded import Held
+    from .recipes.election import Election
     from .recipes.lease import Lease
+    from .recipes.lock import Holder, Lock
     from .watch import TreeWatch, Watch
 
 _MISSING: Any = primitives.MISSING
@@ -53,6 +57,7 @@ class EtcdMiddleware(MutableMapping[str, Any]):
         self._stem = normalize_prefix(settings.prefix)
         self._backend: Backend | None = None
         self._lock = threading.Lock()
+        self._watches: weakref.WeakSet[Any] = weakref.WeakSet()  # stopped by close()
 
     @classmethod
     def from_uri(cls, uri: str, **overrides: Any) -> EtcdMiddleware:
@@ -76,7 +81,11 @@ class EtcdMiddleware(MutableMapping[str, Any]):
             return self._backend
 
     def close(self) -> None:
-        """Close connections; the middleware reconnects if used again."""
+        """Stop the client's watches (:meth:`watch` and :meth:`watch_tree`, their
+        threads joined, up to 5 s each) and close connections; the middleware
+        reconnects if used again."""
+        for watch in list(self._watches):
+            watch.stop() if hasattr(watch, "stop") else watch.cancel()
         with self._lock:
             backend, self._backend = self._backend, None
         if backend is not None:
@@ -181,6 +190,7 @@ class EtcdMiddleware(MutableMapping[str, Any]):
         ttl: float | None = None,
         lease: Lease | int | None = None,
         if_revision: int | None = None,
+        if_held: Holder | Held | None = None,
     ) -> None:
         """``self[path] = value``, with options.
 
@@ -193,15 +203,22 @@ class EtcdMiddleware(MutableMapping[str, Any]):
         :param if_revision: write only if nothing at or below ``path`` was created,
             changed or deleted after this revision (from :meth:`snapshot`); the
             check and the write are one txn (v3).
+        :param if_held: a :class:`~link.etcd.recipes.lock.Lock`, an
+            :class:`~link.etcd.recipes.election.Election` (or their ``guard``):
+            write only while it still holds the lock or leadership, checked by a
+            compare on its key's create revision in the same txn as the write (v3;
+            the write must fit one txn).
         :raises EtcdCompareFailed: ``if_revision`` was given and the tree changed
             (nothing is written).
+        :raises EtcdLockLost: ``if_held`` does not hold its lock (nothing is written).
         :raises EtcdCompacted: ``if_revision`` is older than etcd's compaction.
         :raises EtcdInvalidTree: bad path or value, ``ttl`` and ``lease`` both
             given, ``ttl`` not > 0, or a conditional write too large for one txn
             (nothing is written).
-        :raises EtcdUnsupported: ``lease`` or ``if_revision`` on v2.
+        :raises EtcdUnsupported: ``lease``, ``if_revision`` or ``if_held`` on v2.
         """
         key, ancestors = self._writable(path)
+        held = None if if_held is None else self._held(path, if_held)
         lease_id = self._lease_id(path, ttl, lease)
         with codec.gc_paused():
             node = codec.encode(value, path)
@@ -214,12 +231,28 @@ class EtcdMiddleware(MutableMapping[str, Any]):
                         f"ttl= on v2 needs a V2Backend, not {backend!r}", key=path
                     )
                 backend.replace(key, node, ancestors, ttl=ttl)
-            elif if_revision is None:
+            elif if_revision is None and held is None:
                 self.backend.replace(key, node, ancestors, lease=lease_id)
-            else:
+            elif held is None:
                 self._v3(path, "if_revision").replace_if(
                     key, ancestors, lambda items: node, lease=lease_id, since=if_revision
                 )
+            else:
+                backend = self._v3(path, "if_held")
+                plan = guarded.replace_if(
+                    key, ancestors, backend.limits, lambda items: node, lease=lease_id,
+                    since=if_revision, held=held,
+                )  # fmt: skip
+                backend.run(plan, key)
+
+    def _held(self, path: str, if_held: Holder | Held) -> Held:
+        """The txn condition of ``if_held`` (a lock, an election or a guard).
+
+        :raises EtcdUnsupported: on v2.
+        :raises EtcdLockLost: it does not hold its lock now.
+        """
+        self._v3(path, "if_held")
+        return if_held if isinstance(if_held, guarded.Held) else if_held.guard
 
     def _lease_id(self, path: str, ttl: float | None, lease: Lease | int | None) -> int:
         """The lease id a write attaches its keys to (0: none); grants one for ``ttl``."""
@@ -265,9 +298,16 @@ class EtcdMiddleware(MutableMapping[str, Any]):
         """Swap only if ``path`` holds ``expected``; see :func:`.primitives.compare_and_swap`."""
         return primitives.compare_and_swap(self, path, expected, new)
 
-    def transform(self, path: str, fn: Callable[[Any], Any], *, default: Any = _MISSING) -> Any:
+    def transform(
+        self,
+        path: str,
+        fn: Callable[[Any], Any],
+        *,
+        default: Any = _MISSING,
+        if_held: Holder | Held | None = None,
+    ) -> Any:
         """Read-modify-write without lost updates; see :func:`.primitives.transform`."""
-        return primitives.transform(self, path, fn, default=default)
+        return primitives.transform(self, path, fn, default=default, if_held=if_held)
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:  # type: ignore[override]
         """Store several paths at once (atomic when they fit one txn); see
@@ -303,6 +343,36 @@ class EtcdMiddleware(MutableMapping[str, Any]):
         from .recipes.lease import Lease
 
         return Lease.grant(self, ttl, keepalive=keepalive)
+
+    def lock(self, name: str, *, ttl: float = 60, timeout: float | None = None) -> Lock:
+        """A distributed lock named by the path ``name`` (v3; no request until
+        acquired); see :class:`~link.etcd.recipes.lock.Lock` and
+        ``docs/coordination.md``.  Its etcd keys are ``<client.key(name)>/<lease
+        id in hex>``, as ``etcdctl lock <client.key(name)>`` makes them.
+
+        :param ttl: seconds of the lease behind each holding (kept alive in the
+            background at about ``ttl / 3``).
+        :param timeout: seconds ``acquire()`` and ``with`` wait by default
+            (``None``: for ever).
+        :raises EtcdInvalidTree: bad ``name`` or ``ttl``.
+        :raises EtcdUnsupported: on v2.
+        """
+        from .recipes.lock import Lock
+
+        return Lock(self, name, ttl=ttl, timeout=timeout)
+
+    def election(self, name: str, *, ttl: float = 60) -> Election:
+        """A leader election named by the path ``name`` (v3; no request until used);
+        see :class:`~link.etcd.recipes.election.Election`.  Interoperates with
+        ``etcdctl elect <client.key(name)>``.
+
+        :param ttl: seconds of the lease behind a candidacy.
+        :raises EtcdInvalidTree: bad ``name`` or ``ttl``.
+        :raises EtcdUnsupported: on v2.
+        """
+        from .recipes.election import Election
+
+        return Election(self, name, ttl=ttl)
 
     def lease_from_id(self, lease_id: int, *, keepalive: bool = False) -> Lease:
         """A :class:`~link.etcd.recipes.lease.Lease` for an existing lease id (v3).
@@ -351,7 +421,12 @@ class EtcdMiddleware(MutableMapping[str, Any]):
         """
         from .watch import Watch
 
-        return Watch(self.backend.watch(self.key(path), start_revision), self._stem)
+        return self._watching(Watch(self.backend.watch(self.key(path), start_revision), self._stem))
+
+    def _watching(self, watch: Any) -> Any:
+        """Remember ``watch`` (a Watch or TreeWatch): :meth:`close` stops it."""
+        self._watches.add(watch)
+        return watch
 
     def watch_tree(self, path: str, callback: Callable[[Any, int], bool | None]) -> TreeWatch:
         """Call ``callback(value, revision)`` now and after every change below ``path``.

@@ -37,8 +37,10 @@ from .errors import EtcdInvalidTree, EtcdKeyNotFound, EtcdUnsupported
 
 if TYPE_CHECKING:
     from .backends.v2 import V2Backend
+    from .backends.v3.guarded import Held
     from .middleware import EtcdMiddleware
     from .recipes.lease import Lease
+    from .recipes.lock import Holder
 
 #: The "no default given" marker of the methods that take a ``default``.
 MISSING: Any = object()
@@ -126,7 +128,12 @@ def compare_and_swap(client: EtcdMiddleware, path: str, expected: Any, new: Any)
 
 
 def transform(
-    client: EtcdMiddleware, path: str, fn: Callable[[Any], Any], *, default: Any = MISSING
+    client: EtcdMiddleware,
+    path: str,
+    fn: Callable[[Any], Any],
+    *,
+    default: Any = MISSING,
+    if_held: Holder | Held | None = None,
 ) -> Any:
     """Read the tree at ``path``, store ``fn(tree)`` guarded by that read, and read
     again and call ``fn`` again when another writer got in between (with jittered
@@ -139,7 +146,10 @@ def transform(
     :param fn: the new value from the old one; called once per attempt.
     :param default: what ``fn`` gets when nothing is stored; without it, a
         missing path raises :class:`EtcdKeyNotFound`.
+    :param if_held: a lock or election (or its ``guard``): store only while it
+        holds the lock, checked in the same txns (v3; see ``docs/coordination.md``).
     :returns: the value stored (what ``fn`` returned).
+    :raises EtcdLockLost: ``if_held`` does not hold its lock (nothing written).
     :raises EtcdCompareFailed: other writers kept winning for 64 attempts.
     :raises EtcdInvalidTree: ``fn`` returned something that cannot be stored,
         or it needs more than one txn (nothing written).
@@ -147,6 +157,7 @@ def transform(
         (nothing written).
     """
     key, ancestors = client._writable(path)
+    held = None if if_held is None else client._held(path, if_held)
     v2 = _v2(client)
     if v2 is not None:
         return _transform_v2(v2, path, key, ancestors, fn, default)
@@ -162,7 +173,11 @@ def transform(
         result[:] = [value]
         return codec.encode(value, path)
 
-    client._v3(path, "transform").replace_if(key, ancestors, decide)
+    backend = client._v3(path, "transform")
+    if held is None:
+        backend.replace_if(key, ancestors, decide)
+    else:
+        backend.run(guarded.replace_if(key, ancestors, backend.limits, decide, held=held), key)
     return result[0]
 
 

@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 from ... import codec
 from ...codec import Node
-from ...errors import EtcdCompareFailed, EtcdInvalidTree
+from ...errors import EtcdCompareFailed, EtcdInvalidTree, EtcdLockLost
 from ...paths import SEP, below, encode_key
 from ..base import KeyValue, check_leaf_sizes
 from .engine import PAGE_SIZE, Call, Change, Limits, Plan, Sleep, _op, batches, diff
 from .protocol import (
+    CREATE,
+    EQUAL,
     LESS,
     MOD,
     Compare,
@@ -48,6 +51,34 @@ class _Keep:
 
 #: What a decide function returns to write nothing.
 KEEP: Final = _Keep()
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """The condition "this holder still owns the lock" that a guarded write adds to
+    its txns (a :class:`~link.etcd.recipes.lock.Lock`'s or an election's ``guard``):
+    the holder's key ``key`` exists with create revision ``token``.
+
+    :param key: the holder's etcd key (``<name>/<lease id in hex>``), as bytes.
+    :param token: the key's create revision (the fencing token).
+    :param name: the lock's etcd name, for messages.
+    """
+
+    key: bytes
+    token: int
+    name: str
+
+    def compare(self) -> Compare:
+        """The txn compare: ``create_revision(key) == token`` (false once it is deleted)."""
+        return Compare(self.key, CREATE, EQUAL, self.token)
+
+    def lost(self) -> EtcdLockLost:
+        """The error of a write refused because the compare failed."""
+        return EtcdLockLost(
+            f"the lock {self.name!r} (token {self.token}) is no longer held: its key is "
+            "gone (released, lease expired or revoked); nothing was written",
+            key=self.name,
+        )
 
 
 def if_absent(node: Node) -> Callable[[list[KeyValue]], Any]:
@@ -141,6 +172,7 @@ def replace_if(
     lease: int = 0,
     since: int | None = None,
     attempts: int = GUARDED_ATTEMPTS,
+    held: Held | None = None,
 ) -> Plan:
     """Plan: read the tree at ``key``, write what ``decide`` says, in one guarded txn.
 
@@ -159,12 +191,17 @@ def replace_if(
     :raises EtcdCompareFailed: ``since`` was passed, or other writers kept
         winning for ``attempts`` attempts.
     :raises EtcdCompacted: ``since`` is older than etcd's compaction.
+    :raises EtcdLockLost: ``held`` was given and its compare failed, in the read's
+        txn or in the write's (nothing written).
     """
     singles = [k for k in (*ancestors, key) if k]
+    holding = [] if held is None else [held.compare()]
     for attempt in range(attempts):
         if attempt:
             yield backoff(attempt)
-        answer: TxnResult = yield Txn((), _read_ops(key, singles, since))
+        answer: TxnResult = yield Txn(holding, _read_ops(key, singles, since))
+        if held is not None and not answer.succeeded:
+            raise held.lost()
         ranges: list[RangeResult] = answer.responses  # type: ignore[assignment]
         if any(r.more for r in ranges):
             raise _too_large(key)
@@ -183,12 +220,12 @@ def replace_if(
         changes = diff(_current(items, lease), leaves)  # type: ignore[arg-type]
         if not changes:
             return True, answer.revision
-        compares = _guard(singles, key, answer.revision)
+        compares = _guard(singles, key, answer.revision) + holding
         _one_txn(key, len(compares), changes, limits)
         result: TxnResult = yield Txn(compares, [_op(change, lease) for change in changes])
         if result.succeeded:
             return True, result.revision
-        if since is not None:
+        if since is not None and held is None:  # with held: the next read tells which failed
             raise EtcdCompareFailed(f"{key!r} changed after revision {since}", key=key)
     raise EtcdCompareFailed(
         f"other writers kept changing {key!r}; gave up after {attempts} attempts", key=key
