@@ -9,8 +9,10 @@ from hypothesis import strategies as st
 
 from link.etcd import codec
 from link.etcd.errors import EtcdInvalidTree
+from link.etcd.paths import MAX_DEPTH
 
-from .strategies import json_documents
+from .helpers import same
+from .strategies import deep_tree, json_documents, python_values
 
 
 def roundtrip(value: Any) -> Any:
@@ -109,7 +111,6 @@ def test_list_gaps_close_and_order_follows_keys() -> None:
     [
         {1: "a"},
         {"a": {1, 2}},
-        {"a": b"bytes"},
         {"a": object()},
         {"a": math.nan},
         {"a": [math.inf]},
@@ -159,3 +160,91 @@ def test_gc_paused_restores_the_collector() -> None:
         assert not gc.isenabled()  # it was off: left off
     finally:
         gc.enable()
+
+
+def test_unknown_type_message_names_type_and_path() -> None:
+    with pytest.raises(EtcdInvalidTree) as info:
+        codec.encode({"x": object()}, "/app")
+    assert "type 'object' at '/app/x'" in str(info.value)
+    assert "a object" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"\xff\xfe", b"\x80", bytearray(b"\xc3"), b"a\xffb"],
+)
+def test_bytes_that_are_not_utf8_are_stored_as_they_are(value: bytes) -> None:
+    assert codec.encode({"b": value}) == {"b": bytes(value)}
+    assert same(roundtrip({"b": value})["b"], bytes(value))
+
+
+@pytest.mark.parametrize(("value", "read"), [(b"abc", "abc"), (b"42", 42), (b"", ""), (b"{}", {})])
+def test_bytes_that_are_utf8_read_back_as_their_text(value: bytes, read: Any) -> None:
+    assert codec.encode_leaf(value) == value
+    assert roundtrip({"b": value}) == {"b": read}
+
+
+def test_text_only_refuses_bytes_that_are_not_utf8() -> None:
+    assert codec.encode({"b": b"abc"}, text_only=True) == {"b": b"abc"}
+    with pytest.raises(EtcdInvalidTree, match=r"'/app/b'.*not UTF-8"):
+        codec.encode({"b": b"\xff"}, "/app", text_only=True)
+
+
+@pytest.mark.parametrize("name", ["\ud800", "a\udfff", "\udbff\udc00"])
+def test_dict_key_with_a_lone_surrogate_is_refused(name: str) -> None:
+    with pytest.raises(EtcdInvalidTree) as info:
+        codec.encode({"ok": {name: 1}}, "/app")
+    assert "/app/ok" in str(info.value) and "surrogate" in str(info.value)
+
+
+def test_dict_key_of_undecodable_key_bytes_roundtrips_but_not_on_v2() -> None:
+    value = {"\udc80x": 1}  # what decode_key makes of the key bytes b"\x80x"
+    assert roundtrip(value) == value
+    with pytest.raises(EtcdInvalidTree, match="v2 keys are UTF-8 text"):
+        codec.encode(value, "/app", text_only=True)
+
+
+def test_depth_limit_counts_path_and_nesting() -> None:
+    assert roundtrip(deep_tree(MAX_DEPTH)) == deep_tree(MAX_DEPTH)
+    codec.encode(deep_tree(MAX_DEPTH - 2), "/a/b")
+    with pytest.raises(EtcdInvalidTree, match=f"MAX_DEPTH={MAX_DEPTH}"):
+        codec.encode(deep_tree(MAX_DEPTH - 1), "/a/b")
+    with pytest.raises(EtcdInvalidTree, match="MAX_DEPTH"):
+        codec.encode(deep_tree(MAX_DEPTH + 1, leaf=[1]))
+    # an empty container at the limit is a leaf: it takes no segment more
+    codec.encode(deep_tree(MAX_DEPTH - 1, leaf={}))
+
+
+def test_nesting_far_past_the_recursion_limit_is_refused_not_crashed() -> None:
+    with pytest.raises(EtcdInvalidTree, match="MAX_DEPTH"):
+        codec.encode(deep_tree(5000))
+
+
+def test_reading_a_tree_deeper_than_the_recursion_limit() -> None:
+    # written by another tool: 3,000 segments, more than MAX_DEPTH and the stack
+    key = "/r/" + "/".join(["a"] * 3000)
+    value = codec.decode([(key + "/x", b"1"), ("/r/b", b"\xff")], "/r")
+    assert value["b"] == b"\xff"
+    for _ in range(3000):
+        value = value["a"]
+    assert value == {"x": 1}
+
+
+@given(python_values())
+def test_any_python_value_roundtrips_or_is_refused(value: Any) -> None:
+    try:
+        node = codec.encode(value, "/base")
+    except EtcdInvalidTree:
+        return
+    assert same(codec.decode(codec.flatten(node, "/base"), "/base"), expected(value))
+
+
+def expected(value: Any) -> Any:
+    """What reading gives back: tuples as lists, UTF-8 bytes as their text."""
+    if isinstance(value, dict):
+        return {name: expected(item) for name, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [expected(item) for item in value]
+    if isinstance(value, bytes | bytearray):
+        return codec.decode_leaf(bytes(value))
+    return value

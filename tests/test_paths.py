@@ -4,7 +4,10 @@ import pytest
 
 from link.etcd.errors import EtcdInvalidTree
 from link.etcd.paths import (
+    MAX_DEPTH,
     ancestor_keys,
+    decode_key,
+    encode_key,
     join_key,
     normalize_prefix,
     range_end,
@@ -60,3 +63,25 @@ def test_prefix_and_join() -> None:
 )
 def test_range_end(prefix: bytes, end: bytes) -> None:
     assert range_end(prefix) == end
+
+
+@pytest.mark.parametrize("path", ["/a/\ud800", "/\udfff/b", "/x\udbff"])
+def test_split_path_refuses_lone_surrogates(path: str) -> None:
+    with pytest.raises(EtcdInvalidTree, match="lone surrogate") as info:
+        split_path(path)
+    assert repr(path) in str(info.value)
+
+
+def test_key_bytes_that_are_not_utf8_are_paths_on_v3_only() -> None:
+    path = "/a/" + decode_key(b"\x80\xff")
+    assert split_path(path) == ("a", "\udc80\udcff")
+    assert encode_key(path) == b"/a/\x80\xff"
+    with pytest.raises(EtcdInvalidTree, match="v2 keys are UTF-8 text"):
+        split_path(path, text_only=True)
+    assert split_path("/a/ü", text_only=True) == ("a", "ü")
+
+
+def test_split_path_depth_limit() -> None:
+    assert len(split_path("/a" * MAX_DEPTH)) == MAX_DEPTH
+    with pytest.raises(EtcdInvalidTree, match=f"more than MAX_DEPTH={MAX_DEPTH}"):
+        split_path("/a" * (MAX_DEPTH + 1))

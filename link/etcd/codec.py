@@ -16,11 +16,21 @@ The storage format (documented for people in ``docs/storage-format.md``):
   (``'42'`` → ``"42"``); ``int``, ``float``, ``bool`` and ``None`` are stored as
   JSON literals (``5432``, ``1.5``, ``true``, ``null``).
 * An empty ``dict`` or ``list`` is a leaf holding ``{}`` or ``[]``.
+* ``bytes`` (and ``bytearray``) are stored as they are.  They read back as
+  ``bytes`` when they are not UTF-8; bytes that are UTF-8 read back as the text
+  they spell (decoded like any other stored text).  So a tree read from etcd,
+  whatever its leaves hold, writes back byte for byte.  v2 stores text only: there
+  bytes must be UTF-8 (``text_only``).
 * Reading: a leaf's text is parsed as JSON; a scalar or an empty container is the
   value, anything else (``localhost``, ``[1, 2]``, non-JSON) is the plain string.
   Bytes that are not UTF-8 read back as ``bytes``.  When a key is both a leaf and
   the parent of other keys (possible when other tools wrote it), the directory
   wins and the leaf's own value is ignored.
+
+Validation happens in :func:`encode`, before any request: a bad value, a dict key
+that is not a ``str`` or holds a lone surrogate, or a tree whose keys would have
+more than :data:`~link.etcd.paths.MAX_DEPTH` segments raises
+:class:`~link.etcd.errors.EtcdInvalidTree`, and nothing is written or deleted.
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ from itertools import count
 from typing import Any, TypeAlias
 
 from .errors import EtcdInvalidTree
-from .paths import SEP
+from .paths import MAX_DEPTH, SEP, check_text
 
 #: An encoded tree: a leaf's bytes, a directory ``{escaped name: Node}`` (never
 #: empty) or a list of items (never empty).
@@ -144,12 +154,14 @@ def decode_text(text: str) -> Any:
     return value if parsed else text
 
 
-def encode_leaf(value: Any, where: str = "") -> bytes:
-    """Encode a scalar (``str``, ``int``, ``float``, ``bool``, ``None``) as stored bytes.
+def encode_leaf(value: Any, where: str = "", *, text_only: bool = False) -> bytes:
+    """Encode a scalar (``str``, ``bytes``, ``int``, ``float``, ``bool``, ``None``) as
+    stored bytes.
 
     :param where: the path, for error messages.
-    :raises EtcdInvalidTree: for other types, NaN/infinity, lone surrogates, or an
-        ``int`` too long for JSON.
+    :param text_only: the value must be UTF-8 text (v2): refuse other bytes.
+    :raises EtcdInvalidTree: for other types, NaN/infinity, lone surrogates, bytes
+        that are not UTF-8 with ``text_only``, or an ``int`` too long for JSON.
     """
     if isinstance(value, str):
         if _parse_leaf_text(value)[0]:
@@ -157,40 +169,60 @@ def encode_leaf(value: Any, where: str = "") -> bytes:
         try:
             return value.encode("utf-8")
         except UnicodeEncodeError as exc:
-            raise EtcdInvalidTree(f"string at {where!r} is not valid Unicode", key=where) from exc
+            raise EtcdInvalidTree(
+                f"string at {where!r} is not valid Unicode: lone surrogate "
+                f"{value[exc.start]!r} at position {exc.start}",
+                key=where,
+            ) from None
     if value is None or isinstance(value, bool):
         return json.dumps(value).encode()
     if isinstance(value, int):
         try:
             return str(int(value)).encode()
-        except ValueError as exc:  # more digits than sys.get_int_max_str_digits()
-            raise EtcdInvalidTree(f"int at {where!r} is too long", key=where) from exc
+        except ValueError:  # more digits than sys.get_int_max_str_digits()
+            raise EtcdInvalidTree(f"int at {where!r} is too long", key=where) from None
     if isinstance(value, float):
         if not math.isfinite(value):
             raise EtcdInvalidTree(f"{value!r} at {where!r} has no JSON form", key=where)
         return repr(float(value)).encode()
+    if isinstance(value, bytes | bytearray):
+        if text_only:
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise EtcdInvalidTree(
+                    f"bytes at {where!r} are not UTF-8 (byte {exc.start}) and v2 stores text only",
+                    key=where,
+                ) from None
+        return bytes(value)
     raise EtcdInvalidTree(
-        f"cannot store a {type(value).__name__} at {where!r}: use dict, list, tuple, "
-        "str, int, float, bool or None",
+        f"cannot store a value of type {type(value).__name__!r} at {where!r}: use dict, "
+        "list, tuple, str, bytes, int, float, bool or None",
         key=where,
     )
 
 
-def encode(value: Any, where: str = "/") -> Node:
+def encode(value: Any, where: str = "/", *, text_only: bool = False) -> Node:
     """Validate and encode a Python value into a :data:`Node`.
 
-    :param value: dicts (``str`` keys), lists/tuples and scalars, nested freely.
-    :param where: path of ``value``, used in error messages.
+    :param value: dicts (``str`` keys), lists/tuples and scalars (see
+        :func:`encode_leaf`), nested freely up to :data:`~link.etcd.paths.MAX_DEPTH`.
+    :param where: path of ``value``, used in error messages; its segments count
+        towards the depth.
+    :param text_only: keys and values must be UTF-8 text (v2): refuse every
+        surrogate in dict keys and bytes that are not UTF-8.
     :returns: ``bytes`` for a leaf or an empty container, else a ``dict`` of escaped
         names or a ``list`` of items.
-    :raises EtcdInvalidTree: on the first bad key or value (non-``str`` dict key,
-        unsupported type, NaN/infinity, nesting deeper than the interpreter allows).
+    :raises EtcdInvalidTree: on the first bad key or value (non-``str`` dict key, a
+        dict key with a lone surrogate, unsupported type, NaN/infinity, keys deeper
+        than :data:`~link.etcd.paths.MAX_DEPTH` segments).
     """
+    depth = sum(1 for segment in where.split(SEP) if segment) if where.__class__ is str else 0
     try:
         with gc_paused():  # a large tree makes many objects, and no cycles
-            return _encode(value, where)
-    except RecursionError as exc:
-        raise EtcdInvalidTree(f"value at {where!r} is nested too deeply", key=where) from exc
+            return _encode(value, where, depth, text_only)
+    except RecursionError:  # the caller's own stack was already deep
+        raise EtcdInvalidTree(f"value at {where!r} is nested too deeply", key=where) from None
 
 
 #: Where a value sits, for error messages, built as the walk goes and rendered only
@@ -210,7 +242,16 @@ def _render(where: _Where) -> str:
     return text
 
 
-def _encode(value: Any, where: _Where) -> Node:
+def _too_deep(where: _Where, depth: int) -> EtcdInvalidTree:
+    path = _render(where)
+    return EtcdInvalidTree(
+        f"value at {path[:60]!r}... nests deeper than MAX_DEPTH={MAX_DEPTH} key segments "
+        f"(path and nesting together; {depth} reached)",
+        key=path[:60],
+    )
+
+
+def _encode(value: Any, where: _Where, depth: int, text_only: bool) -> Node:
     cls = value.__class__
     if cls is str and (not value or value[0] not in _JSON_START):
         try:  # plain text, the most common leaf: stored as it is
@@ -220,6 +261,8 @@ def _encode(value: Any, where: _Where) -> Node:
     elif cls is dict or (cls not in _NOT_MAPPINGS and isinstance(value, Mapping)):
         if not value:
             return EMPTY_DICT
+        if depth >= MAX_DEPTH:
+            raise _too_deep(where, depth + 1)
         node: dict[str, Node] = {}
         for name, item in value.items():
             if name.__class__ is not str and not isinstance(name, str):
@@ -228,17 +271,23 @@ def _encode(value: Any, where: _Where) -> Node:
                     f"at {_render(where)!r}",
                     key=_render(where),
                 )
+            if not name.isascii():
+                check_text(name, f"dict key {name!r} at {_render(where)!r}", text_only=text_only)
             plain = not ("%" in name or SEP in name or name in _ESCAPED or is_position(name))
-            node[name if plain else escape_name(name)] = _encode(item, (where, name))
+            node[name if plain else escape_name(name)] = _encode(
+                item, (where, name), depth + 1, text_only
+            )
         return node
     elif cls is list or isinstance(value, (list, tuple)):
         if not value:
             return EMPTY_LIST
-        return [_encode(item, (where, i)) for i, item in enumerate(value)]
+        if depth >= MAX_DEPTH:
+            raise _too_deep(where, depth + 1)
+        return [_encode(item, (where, i), depth + 1, text_only) for i, item in enumerate(value)]
     try:
-        return encode_leaf(value)
-    except EtcdInvalidTree:
-        return encode_leaf(value, _render(where))  # raises again, naming the path
+        return encode_leaf(value, text_only=text_only)
+    except EtcdInvalidTree:  # raises again, naming the path
+        return encode_leaf(value, _render(where), text_only=text_only)
 
 
 #: Types told apart from mappings without an ``isinstance`` on the ABC.
@@ -300,16 +349,20 @@ def nest(pairs: Iterable[Sequence[Any]], base: str) -> Nested:
     start = len(base) + 1
     directories: dict[str, dict[Any, Any]] = {"": root}  # relative key -> directory
 
-    def directory(rel: str) -> dict[Any, Any]:  # once per directory, from its parent
-        above, _, name = rel.rpartition(SEP)
-        parent = directories.get(above)
-        if parent is None:
-            parent = directory(above)
-        node = parent.get(name)
-        if node is None or node.__class__ is bytes:
-            node = parent[name] = {} if node is None else {VALUE: node}
-        directories[rel] = node
-        return node
+    def directory(rel: str) -> dict[Any, Any]:  # once per directory, top down (no recursion)
+        missing = [rel]
+        above = rel.rpartition(SEP)[0]
+        while above not in directories:
+            missing.append(above)
+            above = above.rpartition(SEP)[0]
+        parent = directories[above]
+        for each in reversed(missing):
+            name = each.rpartition(SEP)[2]
+            node = parent.get(name)
+            if node is None or node.__class__ is bytes:
+                node = parent[name] = {} if node is None else {VALUE: node}
+            directories[each] = parent = node
+        return parent
 
     for pair in pairs:
         key, raw = pair[0], pair[1]
@@ -333,8 +386,44 @@ def nest(pairs: Iterable[Sequence[Any]], base: str) -> Nested:
 def build(node: Nested) -> Any:
     """The Python value of a nested node (see :func:`nest` and the module docstring).
 
-    A directory's own value is ignored (the directory wins).
+    A directory's own value is ignored (the directory wins).  Depth-safe: a tree
+    nested deeper than the recursion limit allows (written by another tool) is
+    built without recursion.
     """
+    try:
+        return _build(node)
+    except RecursionError:
+        return _build_deep(node)
+
+
+def _build_deep(root: Nested) -> Any:
+    """:func:`build` with an explicit stack instead of recursion (for deep trees)."""
+    if root.__class__ is bytes:
+        return decode_leaf(root)  # type: ignore[arg-type]
+    assert isinstance(root, dict)
+    root.pop(VALUE, None)
+    # each frame: (the directory's remaining items, its children's values, its name)
+    stack: list[tuple[Iterator[tuple[Any, Any]], dict[str, Any], str]] = [
+        (iter(list(root.items())), {}, "")
+    ]
+    while True:
+        items, children, name = stack[-1]
+        for child_name, child in items:
+            if child.__class__ is bytes:
+                children[child_name] = decode_leaf(child)
+            else:
+                child.pop(VALUE, None)
+                stack.append((iter(list(child.items())), {}, child_name))
+                break
+        else:
+            stack.pop()
+            value = assemble(children)
+            if not stack:
+                return value
+            stack[-1][1][name] = value
+
+
+def _build(node: Nested) -> Any:
     if node.__class__ is bytes:
         return decode_leaf(node)  # type: ignore[arg-type]
     assert isinstance(node, dict)
@@ -342,7 +431,7 @@ def build(node: Nested) -> Any:
     children: dict[str, Any] = {}
     for name, child in node.items():
         if child.__class__ is not bytes:
-            children[name] = build(child)
+            children[name] = _build(child)
             continue
         try:  # decode_leaf, with plain text (most strings) inline: the read's hot loop
             text = child.decode("utf-8")  # type: ignore[union-attr]

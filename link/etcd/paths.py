@@ -13,16 +13,58 @@ from .errors import EtcdInvalidTree
 #: Separator between key segments.
 SEP = "/"
 
+#: Most segments a key may have below the middleware's prefix: the path's
+#: segments plus the nesting of the value written there.  Deeper paths and
+#: values are refused (:class:`EtcdInvalidTree`) before any request, so that
+#: every tree written can be read back by each API's recursive reader within
+#: Python's default recursion limit (1,000 frames).
+MAX_DEPTH = 256
 
-def split_path(path: str) -> tuple[str, ...]:
+#: Characters of a ``str`` key that stand for the bytes 0x80..0xFF of a key that
+#: is not UTF-8 (Python's ``surrogateescape``, see :func:`decode_key`).
+_ESCAPED_BYTES = range(0xDC80, 0xDD00)
+
+
+def check_text(text: str, what: str, *, text_only: bool = False) -> None:
+    """Refuse a key segment (a path segment or a dict key) etcd cannot hold.
+
+    A lone surrogate (``'\\ud800'``) has no bytes.  The surrogates
+    ``'\\udc80'``..``'\\udcff'`` stand for the bytes of a key that is not UTF-8
+    (see :func:`decode_key`): v3 keys can hold them, v2 keys cannot
+    (``text_only``: v2 keys are text).
+
+    :param text: the segment.
+    :param what: how to name it in the message (``"path '/a'"``, ``"dict key at '/a'"``).
+    :raises EtcdInvalidTree: naming ``what`` and the offending character.
+    """
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8", "strict" if text_only else "surrogateescape")
+    except UnicodeEncodeError as exc:
+        char = text[exc.start]
+        why = (
+            "v2 keys are UTF-8 text: it stands for a byte that is not UTF-8"
+            if ord(char) in _ESCAPED_BYTES
+            else "a lone surrogate has no UTF-8 form"
+        )
+        raise EtcdInvalidTree(
+            f"{what}: character {char!r} at position {exc.start} cannot be stored ({why})"
+        ) from None
+
+
+def split_path(path: str, *, text_only: bool = False) -> tuple[str, ...]:
     """Split a user path into its segments.
 
     ``'/a/b'``, ``'a/b'`` and ``'/a/b/'`` give ``('a', 'b')``; ``'/'`` gives ``()`` (the root).
 
     :param path: a ``str`` path.
+    :param text_only: the key must be UTF-8 text (v2): refuse every surrogate.
     :returns: the tuple of segments, each non-empty.
-    :raises EtcdInvalidTree: if ``path`` is not a ``str``, is empty, or has an empty,
-        ``.`` or ``..`` segment (``'a//b'``, ``'/a/../b'``).
+    :raises EtcdInvalidTree: if ``path`` is not a ``str``, is empty, has an empty,
+        ``.`` or ``..`` segment (``'a//b'``, ``'/a/../b'``), more than
+        :data:`MAX_DEPTH` segments, or a character no key can hold (see
+        :func:`check_text`).
     """
     if not isinstance(path, str):
         raise EtcdInvalidTree(f"a path must be a str, not {type(path).__name__}: {path!r}")
@@ -37,6 +79,12 @@ def split_path(path: str) -> tuple[str, ...]:
             raise EtcdInvalidTree(f"empty segment in path {path!r}", key=path)
         if segment in (".", ".."):
             raise EtcdInvalidTree(f"{segment!r} segments are not allowed: {path!r}", key=path)
+    if len(segments) > MAX_DEPTH:
+        raise EtcdInvalidTree(
+            f"path {path[:60]!r}... has {len(segments)} segments, more than MAX_DEPTH={MAX_DEPTH}",
+            key=path[:60],
+        )
+    check_text(path, f"path {path!r}", text_only=text_only)
     return segments
 
 

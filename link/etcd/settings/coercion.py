@@ -116,7 +116,13 @@ def choice(*options: str) -> Callable[[Any], str]:
 def key_prefix(value: Any) -> str:
     """A key prefix: one leading ``/``, no trailing ``/`` (except ``"/"``), no ``//``."""
     text = to_str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadValue(f"lone surrogate {text[exc.start]!r} at position {exc.start}") from None
     parts = [part for part in text.split("/") if part]
+    if any(part in (".", "..") for part in parts):
+        raise BadValue("'.' and '..' segments are not allowed")
     return "/" + "/".join(parts)
 
 
