@@ -55,6 +55,8 @@ class EtcdMiddleware(MutableMapping[str, Any]):
             settings = settings.replace(**_uri_fields(uri), **overrides)
         self.settings = settings
         self._stem = normalize_prefix(settings.prefix)
+        # v2 keys and values are UTF-8 text: refuse the rest before any request
+        self._text_only = settings.api == "v2"
         self._backend: Backend | None = None
         self._lock = threading.Lock()
         self._watches: weakref.WeakSet[Any] = weakref.WeakSet()  # stopped by close()
@@ -104,10 +106,10 @@ class EtcdMiddleware(MutableMapping[str, Any]):
 
         :raises EtcdInvalidTree: bad path (see :func:`link.etcd.paths.split_path`).
         """
-        return join_key(self._stem, split_path(path))
+        return join_key(self._stem, split_path(path, text_only=self._text_only))
 
     def _writable(self, path: str) -> tuple[str, list[str]]:
-        segments = split_path(path)
+        segments = split_path(path, text_only=self._text_only)
         if not segments:
             raise EtcdInvalidTree(
                 "the root cannot be replaced or deleted as a value; use clear() or a path below it",
@@ -179,7 +181,7 @@ class EtcdMiddleware(MutableMapping[str, Any]):
         """
         key, ancestors = self._writable(path)
         with codec.gc_paused():  # encoding a large tree makes many objects, no cycles
-            node = codec.encode(value, path)
+            node = codec.encode(value, path, text_only=self._text_only)
             self.backend.replace(key, node, ancestors)
 
     def set(
@@ -221,7 +223,7 @@ class EtcdMiddleware(MutableMapping[str, Any]):
         held = None if if_held is None else self._held(path, if_held)
         lease_id = self._lease_id(path, ttl, lease)
         with codec.gc_paused():
-            node = codec.encode(value, path)
+            node = codec.encode(value, path, text_only=self._text_only)
             if if_revision is None and ttl is not None and self.settings.api == "v2":
                 from .backends.v2 import V2Backend  # v2: node TTLs (see V2Backend.replace)
 
