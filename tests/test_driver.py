@@ -116,8 +116,33 @@ def test_write_back(driver: EtcdConfDriver) -> None:
 
 def test_missing_path_means_no_configuration(driver: EtcdConfDriver) -> None:
     assert driver.getconf("svc/nothing.conf") is None
-    service = _configurable(driver)()
-    assert not hasattr(service, "port") or service.port is None
+    service = _configurable(driver)()  # svc/app.conf is not stored either
+    # b3j0f then sets every declared Parameter to its default value (None here)
+    assert vars(service) == {"host": None, "port": None, "debug": None, "ratio": None}
+
+    @Configurable(
+        paths="svc/nothing.conf",
+        conf=category("DB", Parameter(name="port", ptype=int, value=5432)),
+        drivers=[driver],
+    )
+    class WithDefault:
+        pass
+
+    assert WithDefault().port == 5432
+
+
+def test_old_and_new_import_paths_are_the_same_class() -> None:
+    from link.etcd.adapters.b3j0f import EtcdConfDriver as New
+
+    assert New is EtcdConfDriver
+    assert EtcdConfDriver.__module__ == "link.etcd.adapters.b3j0f"
+
+
+def test_b3j0f_finds_the_driver_by_its_old_path() -> None:
+    from b3j0f.utils.path import lookup
+
+    assert lookup("link.etcd.driver.EtcdConfDriver") is EtcdConfDriver
+    assert lookup("link.etcd.adapters.b3j0f.EtcdConfDriver") is EtcdConfDriver
 
 
 def test_one_read_request_per_load(driver: EtcdConfDriver, etcd_server: Any, api: str) -> None:

@@ -96,12 +96,33 @@ def test_watch_rebuilds_settings(client: EtcdMiddleware) -> None:
     cls = settings_class(client)
     seen: queue.Queue[Any] = queue.Queue()
     source = EtcdSettingsSource(cls, "/myservice/config", client=client)
-    watch = source.watch(seen.put)
+    watch = source.watch(lambda old, new, changed: seen.put((old, new, changed)))
     try:
-        assert seen.get(timeout=WAIT).db.host == "a"
+        old, settings, _ = seen.get(timeout=WAIT)
+        assert old is None and settings.db.host == "a"
         client["/myservice/config/db/host"] = "b"
-        settings = seen.get(timeout=WAIT)
-        while settings.db.host != "b":
-            settings = seen.get(timeout=WAIT)
+        old, settings, changed = seen.get(timeout=WAIT)
+        assert (old.db.host, settings.db.host, changed) == ("a", "b", ["db.host"])
     finally:
         watch.stop()
+
+
+def test_old_and_new_import_paths_are_the_same_class() -> None:
+    from link.etcd.adapters.pydantic import EtcdSettingsSource as New
+
+    assert New is EtcdSettingsSource
+
+
+def test_field_constraints_name_the_etcd_key(client: EtcdMiddleware) -> None:
+    class Limited(BaseSettings):
+        port: int = Field(1, gt=0)
+
+        @classmethod
+        def settings_customise_sources(
+            cls, settings_cls: type[BaseSettings], *sources: PydanticBaseSettingsSource, **kw: Any
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (EtcdSettingsSource(settings_cls, "/c", client=client),)
+
+    client["/c"] = {"port": -1}
+    with pytest.raises(SettingsError, match=repr(client.key("/c/port"))):
+        Limited()
