@@ -221,9 +221,9 @@ class EtcdMiddleware(MutableMapping[str, Any]):
         """
         key, ancestors = self._writable(path)
         held = None if if_held is None else self._held(path, if_held)
-        lease_id = self._lease_id(path, ttl, lease)
         with codec.gc_paused():
             node = codec.encode(value, path, text_only=self._text_only)
+            lease_id = self._lease_id(path, ttl, lease)  # granted once the value is valid
             if if_revision is None and ttl is not None and self.settings.api == "v2":
                 from .backends.v2 import V2Backend  # v2: node TTLs (see V2Backend.replace)
 
