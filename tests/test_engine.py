@@ -20,7 +20,7 @@ from link.etcd.backends.base import (
     KeyValue,
     Snapshot,
 )
-from link.etcd.backends.v3 import engine
+from link.etcd.backends.v3 import engine, guarded
 from link.etcd.backends.v3.engine import (
     PAGE_SIZE,
     PAUSE,
@@ -43,7 +43,13 @@ from link.etcd.backends.v3.protocol import (
     TxnResult,
     key_values,
 )
-from link.etcd.errors import EtcdCompareFailed, EtcdError, EtcdInvalidTree, EtcdPartialWrite
+from link.etcd.errors import (
+    EtcdCompareFailed,
+    EtcdError,
+    EtcdInvalidTree,
+    EtcdPartialWrite,
+    EtcdPermissionDenied,
+)
 from link.etcd.paths import below, decode_key, encode_key, range_end
 
 from .strategies import json_documents
@@ -86,19 +92,33 @@ def kvs(store: Mapping[str, bytes], mod: int = 1) -> list[KeyValue]:
     return [KeyValue(k, store[k], mod) for k in sorted(store, key=encode_key)]
 
 
-def answer_ranges(txn: Txn, items: Iterable[KeyValue], revision: int) -> TxnResult:
-    """Answer a read txn of ranges from ``items`` (what each range holds, byte order)."""
+def answer_range(op: Range, items: Iterable[KeyValue], revision: int) -> RangeResult:
+    """Answer one range as etcd does: keys in byte order, at most ``limit`` of them
+    (``more`` when there were more), ``count`` of the whole range."""
     ordered = sorted(items, key=lambda kv: encode_key(kv.key))
+    if op.range_end:
+        found = [kv for kv in ordered if op.key <= encode_key(kv.key) < op.range_end]
+    else:
+        found = [kv for kv in ordered if encode_key(kv.key) == op.key]
+    count, more = len(found), bool(op.limit) and len(found) > op.limit
+    if more:
+        found = found[: op.limit]
+    if op.keys_only:
+        found = [KeyValue(kv.key, b"", kv.mod_revision) for kv in found]
+    return RangeResult(revision, [] if op.count_only else found, more=more, count=count)
+
+
+def answer_ranges(
+    txn: Txn | Range, items: Iterable[KeyValue], revision: int
+) -> TxnResult | RangeResult:
+    """Answer a read txn of ranges, or one range, from ``items``."""
+    items = list(items)
+    if isinstance(txn, Range):
+        return answer_range(txn, items, revision)
     responses: list[Any] = []
     for op in txn.success:
         assert isinstance(op, Range)
-        if op.range_end:
-            found = [kv for kv in ordered if op.key <= encode_key(kv.key) < op.range_end]
-        else:
-            found = [kv for kv in ordered if encode_key(kv.key) == op.key]
-        if op.keys_only:
-            found = [KeyValue(kv.key, b"", kv.mod_revision) for kv in found]
-        responses.append(RangeResult(revision, found, count=len(found)))
+        responses.append(answer_range(op, items, revision))
     return TxnResult(revision, True, responses)
 
 
@@ -781,7 +801,7 @@ def test_exists_at_the_root() -> None:
 def test_children() -> None:
     plan = engine.children("/c")
     read = send(plan)
-    assert read == read_txn("/c", ["/c"], keys_only=True)
+    assert read == read_txn("/c", [], keys_only=True)
     items = [
         KeyValue("/c", b"", 1),
         KeyValue("/c/b", b"", 2),
@@ -853,3 +873,285 @@ def test_non_utf8_keys_in_batch_txns_and_paths() -> None:
     assert send(engine.snapshot(key)) == Txn(
         (), [Range(b"/t/\xfe"), Range(b"/t/\xfe/", b"/t/\xfe0", limit=PAGE_SIZE)]
     )
+
+
+# -- a value read as one plain range ------------------------------------------
+
+
+def run_read(key: str, store: list[KeyValue], revision: int = 40) -> tuple[Any, int, list[Any]]:
+    """Drive ``read_tree(key)`` against ``store`` (an etcd that never changes); the
+    result and every step it sent."""
+    plan = engine.read_tree(key)
+    steps: list[Any] = []
+    answer: Any = None
+    while True:
+        try:
+            step = plan.send(answer)
+        except StopIteration as stop:
+            value, at = stop.value
+            return value, at, steps
+        if step is PAUSE:
+            answer = None
+            continue
+        steps.append(step)
+        answer = answer_ranges(step, store, revision)
+
+
+def test_read_of_a_leaf_is_one_plain_range() -> None:
+    store = [KeyValue("/cfg/port", b"5432", 3), KeyValue("/cfg/portal", b"x", 3)]
+    value, revision, steps = run_read("/cfg/port", store)
+    assert steps == [Range(b"/cfg/port", b"/cfg/port0", limit=PAGE_SIZE)]
+    assert (value, revision) == (5432, 40)
+
+
+def test_read_of_a_tree_is_one_plain_range() -> None:
+    store = kvs({"/t/a": b"1", "/t/b/c": b"x", "/u": b"2", "/t0": b"3"})
+    value, _, steps = run_read("/t", store)
+    assert steps == [Range(b"/t", b"/t0", limit=PAGE_SIZE)]
+    assert value == {"a": 1, "b": {"c": "x"}}
+
+
+def test_read_drops_siblings_that_sort_between_the_key_and_below_it() -> None:
+    # '-', '.', ' ', '!', '%' sort below '/': these keys fall in [key, key + '0')
+    store = kvs(
+        {
+            "/a": b"leaf",
+            "/a-b": b"1",
+            "/a.c/x": b"2",
+            "/a %": b"3",
+            "/a!": b"4",
+            "/a%2F": b"5",
+            "/a/x": b"6",
+        }
+    )
+    value, _, steps = run_read("/a", store)
+    assert len(steps) == 1
+    assert value == {"x": 6}  # the directory wins over the leaf at /a
+    assert run_read("/a-b", store)[0] == 1
+
+
+def test_read_of_siblings_only_is_absent() -> None:
+    value, revision, steps = run_read("/a", kvs({"/a-b": b"1", "/a.c": b"2"}))
+    assert (value, revision) == (ABSENT, 40)
+    assert len(steps) == 1
+
+
+def test_read_pages_from_below_the_key_when_siblings_fill_the_first_page(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(engine, "PAGE_SIZE", 3)
+    store = kvs({"/a": b"0", "/a-1": b"1", "/a-2": b"2", "/a-3": b"3", "/a/x": b"4"})
+    value, _, steps = run_read("/a", store, revision=77)
+    assert steps == [
+        Range(b"/a", b"/a0", limit=3),
+        Range(b"/a/", b"/a0", limit=3, revision=77),  # past the siblings, pinned
+    ]
+    assert value == {"x": 4}
+
+
+def test_read_pages_past_page_size_at_the_first_revision(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "PAGE_SIZE", 2)
+    plan = engine.read_tree("/p")
+    assert send(plan) == Range(b"/p", b"/p0", limit=2)
+    first = RangeResult(50, [KeyValue("/p/a", b"1", 2), KeyValue("/p/b", b"2", 3)], more=True)
+    assert send(plan, first) == Range(b"/p/b\x00", b"/p0", limit=2, revision=50)
+    last = RangeResult(60, [KeyValue("/p/c", b"3", 4)])
+    assert finish(plan, last) == ({"a": 1, "b": 2, "c": 3}, 50)
+
+
+def test_read_at_a_revision_pins_the_range() -> None:
+    plan = engine.read_tree("/p", revision=12)
+    assert send(plan) == Range(b"/p", b"/p0", limit=PAGE_SIZE, revision=12)
+    assert finish(plan, RangeResult(30, [KeyValue("/p", b"1", 2)])) == (1, 12)
+
+
+def test_read_denied_on_the_key_reads_below_it() -> None:
+    """A role granted on the prefix '/app/' may not read the key '/app'."""
+    plan = engine.read_tree("/app")
+    send(plan)
+    fallback = plan.throw(EtcdPermissionDenied("permission denied"))
+    assert fallback == read_txn("/app", [])
+    answer = answer_ranges(fallback, kvs({"/app/a": b"1"}), 9)
+    assert finish(plan, answer) == ({"a": 1}, 9)
+
+
+def test_read_denied_with_nothing_below_raises() -> None:
+    plan = engine.read_tree("/app")
+    send(plan)
+    fallback = plan.throw(EtcdPermissionDenied("permission denied"))
+    with pytest.raises(EtcdPermissionDenied):
+        plan.send(answer_ranges(fallback, [], 9))
+
+
+segment_chars = st.sampled_from(["a", "b", "-", ".", " ", "%", "0", "\udcff", "é"])
+segments = st.text(segment_chars, min_size=1, max_size=3)
+
+
+@FAST
+@given(
+    st.dictionaries(
+        st.lists(segments, min_size=1, max_size=3).map(lambda parts: "/" + "/".join(parts)),
+        st.sampled_from([b"1", b"x", b"{}", b"[]", b'"s"']),
+        max_size=25,
+    ),
+    segments,
+    st.integers(1, 5),
+)
+def test_read_value_is_the_txn_read(store: dict[str, bytes], name: str, page: int) -> None:
+    """Whatever the keys around it and the page size, the one-range read gives the
+    value the txn of exact ranges gives (the key and the range below it)."""
+    key = "/" + name
+    items = kvs(store)
+    reference = [
+        (kv.key, kv.value) for kv in items if kv.key == key or kv.key.startswith(key + "/")
+    ]
+    expected = codec.decode(reference, key) if reference else ABSENT
+    saved = engine.PAGE_SIZE
+    engine.PAGE_SIZE = page
+    try:
+        value, revision, steps = run_read(key, items)
+    finally:
+        engine.PAGE_SIZE = saved
+    assert value == expected and revision == 40
+    assert all(step.revision == 40 for step in steps[1:])  # later pages: one snapshot
+
+
+# -- retried answers ----------------------------------------------------------
+
+
+def retried(answer: Any) -> Any:
+    answer.retried = True
+    return answer
+
+
+def test_delete_retried_that_found_nothing_reports_deleted_before_retry() -> None:
+    plan = engine.delete("/d")
+    send(plan)
+    answer = retried(TxnResult(9, True, [DeleteRangeResult(9, 0), DeleteRangeResult(9, 0)]))
+    assert finish(plan, answer) == engine.DELETED_BEFORE_RETRY == -1
+
+
+def test_delete_retried_that_deleted_reports_its_count() -> None:
+    plan = engine.delete("/d")
+    send(plan)
+    answer = retried(TxnResult(9, True, [DeleteRangeResult(9, 2), DeleteRangeResult(9, 0)]))
+    assert finish(plan, answer) == 2
+
+
+def test_delete_not_retried_that_found_nothing_reports_zero() -> None:
+    plan = engine.delete("/d")
+    send(plan)
+    assert finish(plan, TxnResult(9, True, [DeleteRangeResult(9, 0)] * 2)) == 0
+
+
+def test_delete_denied_on_the_key_deletes_below_it() -> None:
+    plan = engine.delete("/app")
+    send(plan)
+    again = plan.throw(EtcdPermissionDenied("permission denied"))
+    assert_txn(again, [], [DeleteRange(b"/app/", b"/app0")])
+    assert finish(plan, TxnResult(9, True, [DeleteRangeResult(9, 3)])) == 3
+
+
+def test_delete_denied_below_raises() -> None:
+    plan = engine.delete("/app")
+    send(plan)
+    plan.throw(EtcdPermissionDenied("permission denied"))
+    with pytest.raises(EtcdPermissionDenied):
+        plan.throw(EtcdPermissionDenied("permission denied"))
+
+
+def test_applied_before_finds_our_txn() -> None:
+    changes = [(b"/k/a", b"1"), (b"/k/b", None), (b"/k/c", b"3")]
+    plan = engine.applied_before(changes, 0, 10, 14)
+    assert send(plan) == Txn((), [Range(b"/k/a", revision=14), Range(b"/k/c", revision=14)])
+    store = [KeyValue("/k/a", b"1", 12), KeyValue("/k/c", b"3", 12)]
+    answer = answer_ranges(Txn((), [Range(b"/k/a"), Range(b"/k/c")]), store, 14)
+    assert finish(plan, answer) == 12
+
+
+@pytest.mark.parametrize(
+    "store",
+    [
+        [KeyValue("/k/a", b"1", 12), KeyValue("/k/c", b"3", 13)],  # two txns
+        [KeyValue("/k/a", b"1", 9), KeyValue("/k/c", b"3", 9)],  # before our read
+        [KeyValue("/k/a", b"other", 12), KeyValue("/k/c", b"3", 12)],  # another value
+        [KeyValue("/k/a", b"1", 12)],  # a key missing
+        [KeyValue("/k/a", b"1", 12, 7), KeyValue("/k/c", b"3", 12, 7)],  # another lease
+    ],
+)
+def test_applied_before_refuses_anything_else(store: list[KeyValue]) -> None:
+    changes = [(b"/k/a", b"1"), (b"/k/c", b"3")]
+    plan = engine.applied_before(changes, 0, 10, 14)
+    assert finish(plan, answer_ranges(send(plan), store, 14)) == 0
+
+
+# -- prefix-scoped roles ------------------------------------------------------
+
+
+def test_leaf_write_leaves_out_ancestors_the_role_does_not_cover() -> None:
+    plan = engine.replace("/app/a/b", b"v", ["/app", "/app/a"], Limits())
+    send(plan)
+    denied = EtcdPermissionDenied("permission denied")
+    again = plan.throw(denied)
+    assert list(again.success) == [
+        Put(b"/app/a/b", b"v"),
+        DeleteRange(b"/app/a/b/", b"/app/a/b0"),
+        DeleteRange(b"/app/a"),  # still checked: below the grant
+    ]
+    assert finish(plan, TxnResult(5, True, [])) is None
+
+
+def test_leaf_write_denied_without_ancestors_raises() -> None:
+    plan = engine.replace("/app/a", b"v", ["/app"], Limits())
+    send(plan)
+    last = plan.throw(EtcdPermissionDenied("permission denied"))
+    assert list(last.success) == [Put(b"/app/a", b"v"), DeleteRange(b"/app/a/", b"/app/a0")]
+    with pytest.raises(EtcdPermissionDenied):
+        plan.throw(EtcdPermissionDenied("permission denied"))
+
+
+def test_tree_write_reads_and_compares_only_what_the_role_covers() -> None:
+    plan = engine.replace("/app", {"x": b"1"}, [], Limits())
+    assert send(plan) == read_txn("/app", ["/app"])
+    read = plan.throw(EtcdPermissionDenied("permission denied"))
+    assert read == read_txn("/app", [])
+    write = send(plan, answer_ranges(read, [], 20))
+    assert_txn(write, [unchanged(20, b"/app/", b"/app0")], [Put(b"/app/x", b"1")])
+    assert finish(plan, TxnResult(21, True, [])) is None
+
+
+def test_exists_denied_on_the_key_counts_below_it() -> None:
+    plan = engine.exists("/app")
+    send(plan)
+    again = plan.throw(EtcdPermissionDenied("permission denied"))
+    assert again == Txn((), [Range(b"/app/", b"/app0", count_only=True)])
+    assert finish(plan, TxnResult(5, True, [RangeResult(5, count=2)])) is True
+
+
+def test_guarded_write_retried_after_our_lost_attempt_reports_it_written() -> None:
+    """create(): the first attempt was applied but its answer lost; the retry's
+    compares fail; the plan finds its own keys and does not decide again."""
+    calls: list[Any] = []
+
+    def decide(items: list[KeyValue]) -> Any:
+        calls.append(items)
+        return guarded.KEEP if items else b"v"
+
+    plan = guarded.replace_if("/c", [], Limits(), decide)
+    read = send(plan)
+    call = send(plan, answer_ranges(read, [], 10))
+    write = send(plan, call.function(call.argument))
+    assert list(write.success) == [Put(b"/c", b"v")]
+    check = send(plan, retried(TxnResult(11, False, [])))
+    assert check == Txn((), [Range(b"/c", revision=11)])
+    assert finish(plan, answer_ranges(check, [KeyValue("/c", b"v", 11)], 11)) == (True, 11)
+    assert len(calls) == 1
+
+
+def test_guarded_write_retried_that_lost_to_another_writer_reads_again() -> None:
+    plan = guarded.replace_if("/c", [], Limits(), lambda items: b"v")
+    read = send(plan)
+    call = send(plan, answer_ranges(read, [], 10))
+    send(plan, call.function(call.argument))
+    check = send(plan, retried(TxnResult(11, False, [])))
+    assert isinstance(send(plan, answer_ranges(check, [KeyValue("/c", b"w", 11)], 11)), Sleep)

@@ -96,13 +96,25 @@ def open_transport(settings: EtcdSettings) -> AsyncTransport:
 async def drive(plan: Plan, transport: AsyncTransport, key: str | None = None) -> Any:
     """Run ``plan`` to its end over ``transport``; its result.
 
-    :raises EtcdError: what a request raised (the plan is closed), or what the
-        plan raised; an error naming no endpoint is given the transport's.
+    A step that raises an :class:`EtcdError` has it thrown into the plan (at its
+    ``yield``), which may catch it and go on.
+
+    :raises EtcdError: what a request raised and the plan did not catch (the plan
+        is closed), or what the plan raised; an error naming no endpoint is given
+        the transport's.
     """
     answer: Any = None
+    error: EtcdError | None = None
     try:
         while True:
-            answer = await _perform(progress.observe(plan.send(answer)), transport, key)
+            if error is None:
+                step = plan.send(answer)
+            else:
+                step, error = plan.throw(error), None
+            try:
+                answer = await _perform(progress.observe(step), transport, key)
+            except EtcdError as exc:
+                error = exc
     except StopIteration as stop:
         return stop.value
     except EtcdError as exc:

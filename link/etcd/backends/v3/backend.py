@@ -20,25 +20,25 @@ from .watch import V3Watch
 def drive(plan: Plan, transport: Transport, key: str | None = None) -> Any:
     """Run ``plan`` to its end over ``transport``, one step at a time; its result.
 
-    :raises EtcdError: what a request raised (the plan is closed), or what the
-        plan raised; an error naming no endpoint is given the transport's.
+    A step that raises an :class:`EtcdError` has it thrown into the plan (at its
+    ``yield``), which may catch it and go on.
+
+    :raises EtcdError: what a request raised and the plan did not catch (the plan
+        is closed), or what the plan raised; an error naming no endpoint is given
+        the transport's.
     """
     answer: Any = None
+    error: EtcdError | None = None
     try:
         while True:
-            step = progress.observe(plan.send(answer))
-            if isinstance(step, Concurrent):
-                answer = transport.call_many(step.requests, step.limit, key)
-            elif isinstance(step, Pause):
-                answer = None
-            elif isinstance(step, Sleep):
-                time.sleep(step.seconds)
-                answer = None
-            elif isinstance(step, Call):
-                answer = step.function(step.argument)
+            if error is None:
+                step = progress.observe(plan.send(answer))
             else:
-                answer = transport.call(step, key)
-                progress.answered(step, answer)
+                step, error = progress.observe(plan.throw(error)), None
+            try:
+                answer = _perform(step, transport, key)
+            except EtcdError as exc:
+                error = exc
     except StopIteration as stop:
         return stop.value
     except EtcdError as exc:
@@ -47,6 +47,22 @@ def drive(plan: Plan, transport: Transport, key: str | None = None) -> Any:
         raise
     finally:
         plan.close()
+
+
+def _perform(step: Any, transport: Transport, key: str | None) -> Any:
+    """One step of a plan (see :mod:`.engine`); its answer."""
+    if isinstance(step, Concurrent):
+        return transport.call_many(step.requests, step.limit, key)
+    if isinstance(step, Pause):
+        return None
+    if isinstance(step, Sleep):
+        time.sleep(step.seconds)
+        return None
+    if isinstance(step, Call):
+        return step.function(step.argument)
+    answer = transport.call(step, key)
+    progress.answered(step, answer)
+    return answer
 
 
 def open_transport(settings: EtcdSettings) -> Transport:

@@ -19,18 +19,64 @@ The driver loop (see :func:`drive` in ``backend.py`` and the async twin) is::
     answer = None
     while True:
         step = plan.send(answer)     # StopIteration.value is the result
-        answer = <perform step>
+        answer = <perform step>      # on an EtcdError: plan.throw(error)
 
-**Reads** are one txn of two ranges (the key itself, then everything below
-``key + '/'``) evaluated at one revision, paged at that revision past
-:data:`PAGE_SIZE` keys.  **Writes** encode the tree first; a single leaf is one
-txn with no read (put it, delete the range below it and any ancestor leaves).
-A tree reads the subtree's current keys and values and sends only what changes
-as txns within ``max_txn_ops`` and ``max_request_bytes``, each comparing the mod
-revisions of what it covers against the read's revision; on a failed compare the
-write starts again from a fresh read.  One txn makes the replace atomic; a write
-of several ends with a ``keys_only`` read that proves no other writer got in
-between (see :func:`replace`).
+**Reads** of a value are one plain range ``[key, key + '0')`` (``'0'`` is the
+byte after ``'/'``: the key itself and everything below ``key + '/'``), paged at
+its revision past :data:`PAGE_SIZE` keys (see :func:`read_tree`); other reads
+are one txn of ranges evaluated at one revision. **Writes** encode the tree
+first; a single leaf is one txn with no read (put it, delete the range below it
+and any ancestor leaves). A tree reads the subtree's current keys and values and
+sends only what changes as txns within ``max_txn_ops`` and
+``max_request_bytes``, each comparing the mod revisions of what it covers
+against the read's revision; on a failed compare the write starts again from a
+fresh read. One txn makes the replace atomic; a write of several ends with a
+``keys_only`` read that proves no other writer got in between (see
+:func:`replace`).
+
+**Errors.**  A request that fails raises its :class:`~link.etcd.errors.EtcdError`
+*inside* the plan, at the ``yield`` that sent it (the drivers use
+``plan.throw``), so a plan may catch one and go on; one it does not catch ends it.
+
+**Retries.**  The transports send a request again on the next member when one
+did not answer usefully (refused, reset, ``read_timeout`` passed, no leader:
+:meth:`.transport.Failover.attempt`).  A member may have applied a write whose
+answer was lost, so an answer obtained after such a failure is marked
+``retried`` (:func:`.protocol.mark_retried`) and the plans read it as "an
+earlier attempt may have been applied":
+
+- reads (``range``, read-only txns): nothing to resolve;
+- a tree write (guarded by compares on mod revisions against its read's
+  revision): an applied first attempt changed those mod revisions, so the
+  retried txn's compares fail and it applies nothing; the write reads again and
+  finds its own keys (nothing left to send) -- never applied twice;
+- a large write's txns: the same compares; a retried one that fails counts as a
+  conflict, and the write starts again from a fresh read;
+- the guarded writes of :mod:`.guarded` (create, compare-and-swap, transform,
+  update, append): the same compares; a retried txn that fails is resolved by
+  reading the keys it put at the failed answer's revision: all holding its
+  values, last changed together by one txn after the read, means the first
+  attempt was applied, and that is reported (the user's function is not called
+  again);
+- :func:`delete`: deleting twice deletes nothing more; a retried delete that
+  found nothing reports ``-1`` (:data:`DELETED_BEFORE_RETRY`: the lost attempt
+  may have deleted it, and nothing is stored now) instead of 0, so ``del`` does
+  not raise ``KeyError`` for a key it deleted;
+- a leaf write (one txn with no compare: put the leaf, delete below it and its
+  ancestors' leaves) **may be applied twice**: both apply the same puts and
+  deletes, so the keyspace ends the same, but a watcher sees the put twice and
+  a write another client made between the two is overwritten.
+
+**Prefix-scoped roles.**  A write also deletes (or reads and compares) the leaf
+keys of its path's ancestors, so that no key is both a leaf and a directory.
+A user whose role covers only a prefix (``readwrite /app/`` with ``--prefix``)
+may not touch the ancestor ``/app``: etcd refuses the whole txn with
+``PERMISSION_DENIED``.  The plans then leave out the shallowest ancestors, one
+depth at a time, until etcd accepts (:func:`checkable`): every ancestor the role
+covers is still checked, the others are left as they are (a leaf stored there
+by someone else stays, and reads ignore it: the directory wins, see
+``docs/storage-format.md``).  A read of a path whose own key the role does not
+cover reads the range below it only.
 """
 
 from __future__ import annotations
@@ -42,7 +88,13 @@ from typing import Any, Final, TypeAlias
 
 from ... import codec
 from ...codec import Node, iter_flatten
-from ...errors import EtcdCompareFailed, EtcdError, EtcdInvalidTree, EtcdPartialWrite
+from ...errors import (
+    EtcdCompareFailed,
+    EtcdError,
+    EtcdInvalidTree,
+    EtcdPartialWrite,
+    EtcdPermissionDenied,
+)
 from ...paths import SEP, below, encode_key
 from ..base import ABSENT, OP_OVERHEAD_BYTES, REQUEST_OVERHEAD_BYTES, Snapshot, check_leaf_sizes
 from .protocol import (
@@ -68,6 +120,9 @@ TXNS_IN_FLIGHT = 4
 WRITE_ATTEMPTS = 10
 #: Keys past which a plan pauses between its long computations (see :data:`PAUSE`).
 PAUSE_AFTER = 1_000
+#: What :func:`delete` returns when its answer came from a retry that deleted
+#: nothing: an earlier attempt, whose answer was lost, may have deleted the keys.
+DELETED_BEFORE_RETRY: Final = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,15 +206,31 @@ def snapshot(
     """
     if singles is None:
         singles = [key] if key else []
-    prefix, end = below(key)
+    answer: TxnResult = yield read_txn(key, singles, keys_only=keys_only, revision=revision)
+    return (yield from paged(answer, key, keys_only=keys_only, pairs=pairs, revision=revision))
+
+
+def read_txn(
+    key: str, singles: Sequence[str], *, keys_only: bool = False, revision: int = 0
+) -> Txn:
+    """The txn of :func:`snapshot`: a range per key of ``singles``, then the range
+    below ``key`` (at most :data:`PAGE_SIZE` keys)."""
     ops: list[Op] = [
         Range(encode_key(single), keys_only=keys_only, revision=revision) for single in singles
     ]
-    ops.append(Range(prefix, end, limit=PAGE_SIZE, keys_only=keys_only, revision=revision))
-    answer: TxnResult = yield Txn((), ops)
+    ops.append(Range(*below(key), limit=PAGE_SIZE, keys_only=keys_only, revision=revision))
+    return Txn((), ops)
+
+
+def paged(
+    answer: TxnResult, key: str, *, keys_only: bool = False, pairs: bool = False, revision: int = 0
+) -> Plan:
+    """Plan: the :class:`Snapshot` of a :func:`read_txn` answer, with the pages of
+    the range below ``key`` past the first, read at the answer's revision."""
     ranges: list[RangeResult] = answer.responses  # type: ignore[assignment]
     items: list[Any] = [item for r in ranges for item in _items(r, pairs)]
     more = ranges[-1].more
+    end = below(key)[1]
     while more:
         start = encode_key(items[-1][0]) + b"\x00"
         page: RangeResult = yield Range(
@@ -176,13 +247,17 @@ def _items(answer: RangeResult, pairs: bool) -> list[Any]:
 
 def read_tree(key: str, revision: int = 0) -> Plan:
     """Plan: ``(value, revision)`` of ``key`` (:data:`ABSENT` when nothing is stored),
-    decoded by :func:`link.etcd.codec.decode`; one request below :data:`PAGE_SIZE` keys.
+    decoded by :func:`link.etcd.codec.decode`; one request below :data:`PAGE_SIZE` keys
+    (see :func:`read_value`).
 
     :param revision: the tree as it was at this revision (0: now); the revision
         returned is then ``revision``.
     """
     with codec.gc_paused():
-        read: Snapshot = yield from snapshot(key, pairs=True, revision=revision)
+        if key:
+            read: Snapshot = yield from read_value(key, revision)
+        else:  # the root: no key of its own
+            read = yield from snapshot(key, pairs=True, revision=revision)
         if not read.items:
             return ABSENT, revision or read.revision
         if len(read.items) > PAUSE_AFTER:
@@ -190,35 +265,157 @@ def read_tree(key: str, revision: int = 0) -> Plan:
         return codec.decode(read.items, key), revision or read.revision
 
 
+def read_value(key: str, revision: int = 0) -> Plan:
+    """Plan: the ``(key, value)`` pairs of the leaf at ``key`` and of every key below
+    it, at one revision: a :class:`Snapshot` (``key`` must not be the root).
+
+    One plain ``range`` of ``[key, key + '0')``, limited to :data:`PAGE_SIZE` keys
+    (more pages pinned to its revision).  ``'0'`` is the byte after ``'/'``, so the
+    range holds the key itself, then the *siblings* named ``key`` + a byte below
+    ``'/'`` (``/a-b``, ``/a.b``: not ours, dropped), then every key below
+    ``key + '/'``.  A leaf is thus one range request (not a txn), and so is a
+    tree.  When the first page ends among siblings, the next pages start at
+    ``key + '/'``.  A role that does not cover ``key`` itself (a prefix grant on
+    ``key + '/'``) reads the range below it only.
+
+    :raises EtcdPermissionDenied: the role covers neither, or only the range below
+        ``key`` and nothing is stored there.
+    """
+    own = encode_key(key)
+    prefix, end = below(key)
+    try:
+        first: RangeResult = yield Range(own, end, limit=PAGE_SIZE, revision=revision)
+    except EtcdPermissionDenied:
+        read: Snapshot = yield from snapshot(key, singles=[], pairs=True, revision=revision)
+        if not read.items:
+            raise
+        return read
+    items: list[Any] = first.pairs()
+    if len(items) > 1 or (items and items[0][0] != key):
+        items = _without_siblings(items, key)
+    more = first.more
+    at = revision or first.revision
+    start = encode_key(items[-1][0]) + b"\x00" if items else prefix
+    while more:
+        page: RangeResult = yield Range(max(start, prefix), end, limit=PAGE_SIZE, revision=at)
+        batch = page.pairs()
+        items.extend(batch)
+        more = page.more
+        if batch:
+            start = encode_key(batch[-1][0]) + b"\x00"
+    return Snapshot(first.revision, items)
+
+
+def _without_siblings(items: list[tuple[str, bytes]], key: str) -> list[tuple[str, bytes]]:
+    """``items`` (sorted as etcd sorts keys) without the keys that are neither ``key``
+    nor below it: they sort together between the two."""
+    inside = key + SEP
+    skip = 1 if items[0][0] == key else 0
+    stop = skip
+    while stop < len(items) and not items[stop][0].startswith(inside):
+        stop += 1
+    if stop == skip:
+        return items
+    return items[:skip] + items[stop:]
+
+
 def exists(key: str) -> Plan:
     """Plan: True when ``key`` is a leaf or has keys below it (one txn of
-    ``count_only`` ranges)."""
-    ops: list[Op] = [Range(*below(key), count_only=True)]
-    if key:
-        ops.append(Range(encode_key(key), count_only=True))
-    answer: TxnResult = yield Txn((), ops)
+    ``count_only`` ranges; below only, for a role that does not cover ``key``)."""
+
+    def count(checked: list[str]) -> Txn:
+        ops: list[Op] = [Range(*below(key), count_only=True)]
+        ops += [Range(encode_key(k), count_only=True) for k in checked]
+        return Txn((), ops)
+
+    answer: TxnResult
+    answer, _ = yield from checkable(count, [key] if key else [])
     return any(r.count for r in answer.responses if isinstance(r, RangeResult))
 
 
 def children(key: str) -> Plan:
-    """Plan: the sorted names of the direct children of ``key`` (one ``keys_only`` read)."""
+    """Plan: the sorted names of the direct children of ``key`` (one ``keys_only`` read
+    of the range below ``key``)."""
     base = key + SEP
-    read: Snapshot = yield from snapshot(key, keys_only=True)
-    return sorted(
-        {kv.key[len(base) :].split(SEP, 1)[0] for kv in read.items if kv.key.startswith(base)}
-    )
+    answer: TxnResult = yield read_txn(key, (), keys_only=True)
+    read: Snapshot = yield from paged(answer, key, keys_only=True)
+    return sorted({kv.key[len(base) :].split(SEP, 1)[0] for kv in read.items})
 
 
 # -- delete -------------------------------------------------------------------
 
 
 def delete(key: str) -> Plan:
-    """Plan: delete ``key`` and everything below it in one txn; returns how many keys."""
+    """Plan: delete ``key`` and everything below it in one txn; returns how many keys,
+    or :data:`DELETED_BEFORE_RETRY` (-1) when the answer came from a retry on another
+    member that deleted nothing (the first attempt may have: nothing is stored now).
+
+    A role that covers only the range below ``key`` (a prefix grant on
+    ``key + '/'``) deletes that range alone (etcd refuses the txn that also
+    deletes ``key``).
+
+    :raises EtcdPermissionDenied: the role does not cover the range below ``key``.
+    """
     ops: list[Op] = [DeleteRange(*below(key))]
     if key:
         ops.append(DeleteRange(encode_key(key)))
-    answer: TxnResult = yield Txn((), ops)
-    return sum(r.deleted for r in answer.responses if isinstance(r, DeleteRangeResult))
+    try:
+        answer: TxnResult = yield Txn((), ops)
+    except EtcdPermissionDenied:
+        if len(ops) == 1:
+            raise
+        answer = yield Txn((), ops[:1])
+    deleted = sum(r.deleted for r in answer.responses if isinstance(r, DeleteRangeResult))
+    if not deleted and answer.retried:
+        return DELETED_BEFORE_RETRY
+    return deleted
+
+
+def checkable(build: Callable[[list[str]], Request], singles: Sequence[str]) -> Plan:
+    """Plan: send ``build(checked)`` for ``checked`` = ``singles`` (keys whose own
+    leaf the request reads, compares or deletes: a path's ancestors, the path
+    itself), leaving out the shallowest of them, one depth at a time, while etcd
+    answers ``PERMISSION_DENIED`` (a role granted on a prefix below them).
+
+    :returns: ``(answer, checked)``.
+    :raises EtcdPermissionDenied: etcd refused the request with none of ``singles``
+        (the role does not cover the path itself).
+    """
+    checked = list(singles)
+    while True:
+        try:
+            answer = yield build(checked)
+            return answer, checked
+        except EtcdPermissionDenied:
+            if not checked:
+                raise
+            top = min(k.count(SEP) for k in checked)
+            checked = [k for k in checked if k.count(SEP) > top]
+
+
+def applied_before(changes: Sequence[Change], lease: int, since: int, at: int) -> Plan:
+    """Plan, after a ``retried`` txn of ``changes`` whose compares failed: the revision
+    at which an earlier attempt of that txn was applied, or 0 when it was not.
+
+    One txn reads each key the changes put, as it was at revision ``at`` (the
+    failed answer's).  The earlier attempt was applied when every one holds its
+    value and ``lease``, all last changed at one revision after ``since`` (the
+    revision the write was guarded by): one txn wrote them all after the read.
+    Another writer that put exactly the same values in one txn in that window
+    looks the same.
+    """
+    puts = [(key, value) for key, value in changes if value is not None]
+    if not puts:
+        return 0
+    answer: TxnResult = yield Txn((), [Range(key, revision=at) for key, _ in puts])
+    revisions = set()
+    for (_, value), found in zip(puts, answer.responses, strict=True):
+        kvs = found.kvs if isinstance(found, RangeResult) else []
+        if len(kvs) != 1 or kvs[0].value != value or kvs[0].lease != lease:
+            return 0
+        revisions.add(kvs[0].mod_revision)
+    revision = revisions.pop()
+    return revision if not revisions and revision > since else 0
 
 
 # -- replace ------------------------------------------------------------------
@@ -251,7 +448,9 @@ def replace(
         )
     if isinstance(node, bytes):
         check_leaf_sizes([(key, node)], limits.max_request_bytes)
-        yield Txn((), _leaf_ops(key, node, ancestors, lease))
+        yield from checkable(
+            lambda checked: Txn((), _leaf_ops(key, node, checked, lease)), ancestors
+        )
         return None
     leaves = dict(iter_flatten(node, key))
     check_leaf_sizes(leaves.items(), limits.max_request_bytes)
@@ -324,8 +523,11 @@ def _replace_once(
     key: str, leaves: dict[str, bytes], ancestors: Sequence[str], limits: Limits, lease: int
 ) -> Plan:
     """One attempt: returns True when written, False when a compare failed."""
-    singles = [k for k in (*ancestors, key) if k]
-    read: Snapshot = yield from snapshot(key, singles=singles)
+    answer: TxnResult
+    answer, singles = yield from checkable(
+        lambda checked: read_txn(key, checked), [k for k in (*ancestors, key) if k]
+    )
+    read: Snapshot = yield from paged(answer, key)
     # a key held under another lease is written again, attached to this one
     current = {kv.key: (kv.value if kv.lease == lease else None) for kv in read.items}
     if len(current) > PAUSE_AFTER:
@@ -340,8 +542,8 @@ def _replace_once(
     if len(cut) == 1:
         compares = [unchanged_since(revision, encode_key(k)) for k in singles]
         compares.append(unchanged_since(revision, *below(key)))
-        answer: TxnResult = yield Txn(compares, [_op(change, lease) for change in changes])
-        return answer.succeeded
+        result: TxnResult = yield Txn(compares, [_op(change, lease) for change in changes])
+        return result.succeeded
     count = len(changes)
     del changes
     txns = (batch_txn(batch, key, revision, lease) for batch in cut)  # built as they are sent

@@ -25,7 +25,19 @@ from ...codec import Node
 from ...errors import EtcdCompareFailed, EtcdInvalidTree, EtcdLockLost
 from ...paths import SEP, below, encode_key
 from ..base import KeyValue, check_leaf_sizes
-from .engine import PAGE_SIZE, Call, Change, Limits, Plan, Sleep, _op, batches, diff
+from .engine import (
+    PAGE_SIZE,
+    Call,
+    Change,
+    Limits,
+    Plan,
+    Sleep,
+    _op,
+    applied_before,
+    batches,
+    checkable,
+    diff,
+)
 from .protocol import (
     CREATE,
     EQUAL,
@@ -199,7 +211,10 @@ def replace_if(
     for attempt in range(attempts):
         if attempt:
             yield backoff(attempt)
-        answer: TxnResult = yield Txn(holding, _read_ops(key, singles, since))
+        answer: TxnResult
+        answer, singles = yield from checkable(  # prefix-scoped roles: see engine
+            lambda checked: Txn(holding, _read_ops(key, checked, since)), singles
+        )
         if held is not None and not answer.succeeded:
             raise held.lost()
         ranges: list[RangeResult] = answer.responses  # type: ignore[assignment]
@@ -225,6 +240,10 @@ def replace_if(
         result: TxnResult = yield Txn(compares, [_op(change, lease) for change in changes])
         if result.succeeded:
             return True, result.revision
+        if result.retried:  # our lost first attempt may be why the compares failed
+            applied = yield from applied_before(changes, lease, answer.revision, result.revision)
+            if applied:
+                return True, applied
         if since is not None and held is None:  # with held: the next read tells which failed
             raise EtcdCompareFailed(f"{key!r} changed after revision {since}", key=key)
     raise EtcdCompareFailed(
@@ -256,9 +275,15 @@ def replace_many(entries: Sequence[tuple[str, Node, Sequence[str]]], limits: Lim
     for attempt in range(GUARDED_ATTEMPTS):
         if attempt:
             yield backoff(attempt)
-        ops: list[Op] = [Range(encode_key(single)) for single in singles]
-        ops += [Range(*below(key), limit=PAGE_SIZE) for key in keys]
-        answer: TxnResult = yield Txn((), ops)
+        answer: TxnResult
+        answer, singles = yield from checkable(  # prefix-scoped roles: see engine
+            lambda checked: Txn(
+                (),
+                [Range(encode_key(single)) for single in checked]
+                + [Range(*below(key), limit=PAGE_SIZE) for key in keys],
+            ),
+            singles,
+        )
         ranges: list[RangeResult] = answer.responses  # type: ignore[assignment]
         if any(r.more for r in ranges):
             raise _too_large(keys[0])
@@ -272,6 +297,10 @@ def replace_many(entries: Sequence[tuple[str, Node, Sequence[str]]], limits: Lim
         result: TxnResult = yield Txn(compares, [_op(change) for change in changes])
         if result.succeeded:
             return result.revision
+        if result.retried:  # our lost first attempt may be why the compares failed
+            applied = yield from applied_before(changes, 0, answer.revision, result.revision)
+            if applied:
+                return applied
     raise EtcdCompareFailed(
         f"other writers kept changing {', '.join(map(repr, keys))}; gave up after "
         f"{GUARDED_ATTEMPTS} attempts",
@@ -299,9 +328,15 @@ def append(
     for attempt in range(GUARDED_ATTEMPTS):
         if attempt:
             yield backoff(attempt)
-        ops: list[Op] = [Range(encode_key(single)) for single in singles]
-        ops.append(Range(prefix, end, limit=1, keys_only=True, descending=True))
-        answer: TxnResult = yield Txn((), ops)
+        answer: TxnResult
+        answer, singles = yield from checkable(  # prefix-scoped roles: see engine
+            lambda checked: Txn(
+                (),
+                [Range(encode_key(single)) for single in checked]
+                + [Range(prefix, end, limit=1, keys_only=True, descending=True)],
+            ),
+            singles,
+        )
         ranges: list[RangeResult] = answer.responses  # type: ignore[assignment]
         own = [kv for r in ranges[:-1] for kv in r.kvs if kv.key == key]
         if own and own[0].value != codec.EMPTY_LIST:
@@ -328,6 +363,10 @@ def append(
         _one_txn(key, len(compares), changes, limits)
         result: TxnResult = yield Txn(compares, [_op(change, lease) for change in changes])
         if result.succeeded:
+            return position
+        if result.retried and (
+            yield from applied_before(changes, lease, answer.revision, result.revision)
+        ):
             return position
     raise EtcdCompareFailed(
         f"other appenders kept winning at {key!r}; gave up after {GUARDED_ATTEMPTS} attempts",

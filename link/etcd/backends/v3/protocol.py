@@ -196,7 +196,7 @@ class RangeResult:
         :meth:`pairs`, which a tree read needs and which cost less.
     """
 
-    __slots__ = ("revision", "more", "count", "_kvs", "_raw")
+    __slots__ = ("revision", "more", "count", "retried", "_kvs", "_raw")
 
     def __init__(
         self,
@@ -209,6 +209,7 @@ class RangeResult:
         self.revision = revision
         self.more = more
         self.count = count
+        self.retried = False
         self._kvs = kvs
         self._raw = raw
 
@@ -249,6 +250,8 @@ class PutResult:
     """A ``PutResponse``."""
 
     revision: int
+    #: see :func:`mark_retried`
+    retried: bool = field(default=False, compare=False, repr=False)
 
 
 @dataclass(slots=True)
@@ -257,6 +260,8 @@ class DeleteRangeResult:
 
     revision: int
     deleted: int = 0
+    #: see :func:`mark_retried`
+    retried: bool = field(default=False, compare=False, repr=False)
 
 
 def key_values(kvs: Iterable[Any]) -> list[KeyValue]:
@@ -279,7 +284,7 @@ class TxnResult:
         ``succeeded`` and ``revision``, converts nothing.
     """
 
-    __slots__ = ("revision", "succeeded", "_responses", "_convert")
+    __slots__ = ("revision", "succeeded", "retried", "_responses", "_convert")
 
     def __init__(
         self,
@@ -290,6 +295,7 @@ class TxnResult:
     ) -> None:
         self.revision = revision
         self.succeeded = succeeded
+        self.retried = False
         self._responses = responses
         self._convert = convert
 
@@ -324,11 +330,15 @@ class LeaseResult:
     ttl: int
     granted_ttl: int = 0
     keys: list[bytes] = field(default_factory=list)
+    #: see :func:`mark_retried`
+    retried: bool = field(default=False, compare=False, repr=False)
 
 
 @dataclass(slots=True)
 class LeaseRevokeResult:
     revision: int
+    #: see :func:`mark_retried`
+    retried: bool = field(default=False, compare=False, repr=False)
 
 
 @dataclass(slots=True)
@@ -381,6 +391,18 @@ class WatchResult:
     compact_revision: int = 0
     cancel_reason: str = ""
     events: list[WatchEvent] = field(default_factory=list)
+
+
+def mark_retried(answer: object) -> None:
+    """Mark ``answer`` (a ``*Result``) as obtained after an attempt on another member
+    that failed without a usable answer (timed out, reset, no leader): that attempt
+    may still have been applied, so what this answer says may be what our own
+    earlier attempt left (a delete that finds nothing, a compare that fails).  The
+    plans of :mod:`.engine` and :mod:`.guarded` resolve such answers; see the
+    engine's docstring.  Called by :class:`.transport.Tries`; answers without a
+    ``retried`` attribute are left alone."""
+    if hasattr(answer, "retried"):
+        answer.retried = True  # type: ignore[attr-defined]
 
 
 #: Every answer a unary request may get.

@@ -17,7 +17,7 @@ from typing import Generic, Protocol, TypeVar
 
 from ...errors import EtcdConnectionFailed, EtcdError, EtcdTimeout
 from ...settings import EtcdSettings
-from .protocol import Request, Result, WatchCreate, WatchResult
+from .protocol import Request, Result, WatchCreate, WatchResult, mark_retried
 
 M = TypeVar("M")
 T = TypeVar("T")
@@ -113,6 +113,8 @@ class Tries(Generic[M]):
 
     def answered(self, result: T) -> T:
         self._failover.current = self._index
+        if self.last is not None:  # an earlier member may have applied it: say so
+            mark_retried(result)
         return result
 
     def failed(self, exc: Unreachable) -> None:
