@@ -13,6 +13,11 @@ change (no polling, no request per key); after an event the subtree is read
 again with one request, and events already covered by that read are skipped,
 so a write of many keys produces one callback, not one per key.  The callback
 runs in the watch's own daemon thread; returning ``False`` stops the watch.
+
+No change is lost: a dropped stream resumes after the last revision read; when
+etcd can no longer replay from there (v3: compacted; v2: its 1,000-event history
+moved on) the subtree is read again and the callback called with it, so it
+always ends up with the current value.  Closing the client stops its watches.
 """
 
 from __future__ import annotations
@@ -26,12 +31,14 @@ from typing import TYPE_CHECKING, Any
 from . import codec
 from .backends.base import Event
 from .backends.base import Watch as BackendWatch
-from .errors import EtcdError
+from .backends.v3.watch import log_failure, retry_delay
+from .errors import EtcdCompacted, EtcdError
 
 if TYPE_CHECKING:
     from .middleware import EtcdMiddleware
 
 _log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class WatchEvent:
@@ -59,7 +66,15 @@ class WatchEvent:
 class Watch:
     """An open watch on a subtree: iterate for :class:`WatchEvent` s; ``cancel()``
     (from any thread) ends the iteration.  Survives reconnections and failover,
-    resuming after the last revision seen."""
+    resuming after the last revision seen.
+
+    :raises EtcdCompacted: (while iterating) the revision to resume from is gone
+        (v3: compacted; v2: out of the 1,000 events etcd keeps);
+        ``compact_revision`` is the oldest revision still kept (v2: etcd's
+        index then).  Read the subtree again and watch from there.
+    :raises EtcdAuthError: (while iterating) etcd refused the watch, also with a
+        new token.
+    """
 
     def __init__(self, stream: BackendWatch, stem: str) -> None:
         self._stream = stream
@@ -104,6 +119,11 @@ class TreeWatch:
         value, then after every change; ``value`` is ``None`` while nothing is
         stored.  Exceptions it raises are logged and the watch goes on.
     :param start: start the watch thread now (default); else call :meth:`start`.
+
+    A failed read or stream is retried after a growing pause (0.1 s doubling up
+    to 2 s), each failure logged by the ``link.etcd.watch`` logger.
+    :meth:`EtcdMiddleware.close` stops every TreeWatch of the client.
+
     :raises EtcdError: the first read failed (raised by :meth:`start`, in the
         caller's thread, so a misconfigured client fails loudly).
     """
@@ -118,6 +138,9 @@ class TreeWatch:
         self._stopped = threading.Event()
         self._stream: Any = None
         self._thread: threading.Thread | None = None
+        register = getattr(client, "_watching", None)
+        if register is not None:  # client.close() stops the watch
+            register(self)
         if start:
             self.start()
 
@@ -169,21 +192,39 @@ class TreeWatch:
         return True
 
     def _run(self) -> None:
+        failures = 0
+        resync = False
         while not self._stopped.is_set():
-            self._stream = self.client.watch(self.path, start_revision=self.revision + 1)
-            if self._stopped.is_set():
-                self._stream.cancel()
-                return
             try:
-                for event in self._stream:
-                    if self._stopped.is_set():
-                        return
-                    if event.revision <= self.revision:
-                        continue  # already covered by the last read
-                    if not self._deliver():
-                        return
-            except EtcdError:
-                _log.warning("watch on %r failed; restarting", self.path, exc_info=True)
-                self._stopped.wait(0.5)
-            finally:
-                self._stream.cancel()
+                if resync and not self._deliver():
+                    return
+                resync = False
+                if not self._follow():
+                    return
+                failures = 0
+            except EtcdCompacted as exc:  # events were lost: read the tree again
+                _log.warning("TreeWatch on %r: %s; reading the tree again", self.path, exc)
+                resync = True
+            except EtcdError as exc:
+                failures += 1
+                delay = retry_delay(failures)
+                log_failure(self.path, failures, f"{type(exc).__name__}: {exc}", delay)
+                self._stopped.wait(delay)
+
+    def _follow(self) -> bool:
+        """Follow one watch from the revision after the last read; False to stop."""
+        stream = self.client.watch(self.path, start_revision=self.revision + 1)
+        self._stream = stream
+        try:
+            if self._stopped.is_set():
+                return False
+            for event in stream:
+                if self._stopped.is_set():
+                    return False
+                if event.revision <= self.revision:
+                    continue  # already covered by the last read
+                if not self._deliver():
+                    return False
+            return not self._stopped.is_set()
+        finally:
+            stream.cancel()

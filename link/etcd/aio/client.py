@@ -25,7 +25,7 @@ from ..middleware import EtcdMiddleware
 from ..primitives import MISSING, _stored
 from ..settings import EtcdSettings
 from .driver import AsyncTransport, drive, open_transport, settle
-from .watch import AsyncV3Watch, AsyncWatch
+from .watch import AsyncV3Watch, AsyncWatch, tree_versions
 
 if TYPE_CHECKING:
     from ..watch import WatchEvent
@@ -325,21 +325,19 @@ class AsyncEtcdMiddleware:
         """``async for value, revision``: the tree at ``path`` now (``None`` when
         nothing is stored), then after every change, read again in one request;
         a write of many keys in one txn gives one item.  Changes made while an
-        item is being handled are not lost: the next item is the latest tree.
+        item is being handled are not lost: the next item is the latest tree.  When
+        etcd compacted the history the watch was to resume from, the tree is read
+        again and handed on (no change is lost).
         """
         inner: list[AsyncWatch[WatchEvent]] = []
 
-        async def versions() -> AsyncGenerator[tuple[Any, int], None]:
-            value, revision = await self.snapshot(path, default=None)
-            yield value, revision
-            if tree.cancelled:
-                return
-            inner.append(self.watch(path, start_revision=revision + 1))
-            async with inner[0] as events:
-                async for event in events:
-                    if event.revision > revision:  # else covered by the last read
-                        value, revision = await self.snapshot(path, default=None)
-                        yield value, revision
+        def versions() -> AsyncGenerator[tuple[Any, int], None]:
+            return tree_versions(
+                lambda: self.snapshot(path, default=None),
+                lambda revision: self.watch(path, start_revision=revision),
+                inner,  # type: ignore[arg-type]
+                lambda: tree.cancelled,
+            )
 
         def cancel() -> None:
             for watch in inner:

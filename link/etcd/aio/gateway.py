@@ -24,7 +24,15 @@ import msgspec
 
 from ..backends.base import WATCH_IDLE_SECONDS
 from ..backends.v3 import protocol as v3
-from ..backends.v3.gateway import CALLS, answer, auth_body, token, watch_body, watch_line
+from ..backends.v3.gateway import (
+    CALLS,
+    WATCH_HEADERS,
+    answer,
+    auth_body,
+    token,
+    watch_body,
+    watch_line,
+)
 from ..backends.v3.transport import Failover, Unreachable
 from ..errors import EtcdAuthError, EtcdError
 from ..settings import EtcdSettings
@@ -159,6 +167,7 @@ class AsyncGatewayTransport:
             "POST",
             member.base + "/watch",
             content=watch_body(create),
+            headers=WATCH_HEADERS,
             timeout=httpx.Timeout(self.settings.read_timeout, read=WATCH_IDLE_SECONDS, pool=None),
         )
         try:

@@ -6,8 +6,10 @@ result), the channel options and TLS credentials, the method callables of an
 :class:`~link.etcd.backends.v3.grpc.Endpoint`, and the :func:`verdict` on a
 failed call; :class:`~link.etcd.backends.v3.transport.Failover` picks the member.
 One ``grpc.aio`` channel per endpoint carries every call (HTTP/2 streams, no
-thread per request); a watch stream silent for ``WATCH_IDLE_SECONDS`` asks etcd
-for a progress answer and is given up when none comes within ``read_timeout``.
+thread per request).  Watch streams carry etcd's require-leader option
+(``hasleader=true``); one silent for ``WATCH_IDLE_SECONDS`` asks etcd for a
+progress answer and reads the watched key once (a linearizable read, which
+needs a quorum), and is given up when either fails within ``read_timeout``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from ..backends.v3.grpc import (
     watch_result,
 )
 from ..backends.v3.transport import Failover, Unreachable
-from ..errors import EtcdAuthError
+from ..backends.v3.watch import REQUIRE_LEADER
+from ..errors import EtcdAuthError, EtcdError
 from ..settings import EtcdSettings
 from .watch import ENDED, TIMED_OUT, Reader, running
 
@@ -197,7 +200,8 @@ class AsyncGrpcTransport:
             await asyncio.wait_for(member.channel.channel_ready(), self.settings.read_timeout)
         except TimeoutError:
             raise Unreachable(f"{member.url} did not accept a watch", timed_out=True) from None
-        call = member.watch(metadata=await self._metadata(member))
+        metadata = (*(await self._metadata(member) or ()), REQUIRE_LEADER)
+        call = member.watch(metadata=metadata)
         return AsyncGrpcWatchStream(self, member, call, watch_request(create), key)
 
     async def aclose(self) -> None:
@@ -233,8 +237,12 @@ class AsyncGrpcWatchStream:
             await self._call.write(self._create)
             while True:
                 message = await self._reader.get(WATCH_IDLE_SECONDS)
-                if message is TIMED_OUT:  # silent: ask for progress, then give up
+                if message is TIMED_OUT:  # silent: ask for progress, check the quorum
                     await self._call.write(PROGRESS_REQUEST)
+                    if not await self._in_quorum():
+                        raise Unreachable(
+                            f"{self._member.url} did not answer a quorum read", timed_out=True
+                        )
                     message = await self._reader.get(self._transport.settings.read_timeout)
                     if message is TIMED_OUT:
                         raise Unreachable(f"{self._member.url} sent nothing", timed_out=True)
@@ -254,6 +262,24 @@ class AsyncGrpcWatchStream:
             raise failure from exc
         finally:
             await self._stop()
+
+    async def _in_quorum(self) -> bool:
+        """One linearizable read of the watched key on this member (it needs the
+        leader and a quorum): False when it fails to answer within ``read_timeout``."""
+        check = pb.RangeRequest(key=self._create.create_request.key, limit=1, keys_only=True)
+        method = self._member.unary[v3.Range]
+        timeout = self._transport.settings.read_timeout
+        try:
+            await self._transport._with_token(
+                self._member,
+                self._key,
+                lambda metadata: method(check, timeout=timeout, metadata=metadata),
+            )
+        except Unreachable:
+            return False
+        except EtcdError:
+            pass  # refused, e.g. for permissions: the member answered
+        return True
 
     async def _stop(self) -> None:
         self._call.cancel()

@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from typing import Any, Final, Generic, TypeVar
 
 from ..backends.base import Event
 from ..backends.v3.protocol import Range
 from ..backends.v3.transport import Unreachable
-from ..backends.v3.watch import RETRY_SECONDS, V3Watch
-from ..errors import EtcdAuthError
+from ..backends.v3.watch import V3Watch
+from ..errors import EtcdAuthError, EtcdCompacted
 from ..paths import SEP, encode_key
 from .driver import AsyncTransport, AsyncWatchStream
 
 T = TypeVar("T")
+_log = logging.getLogger("link.etcd.watch")
 
 
 class _Signal:
@@ -113,8 +115,10 @@ class AsyncV3Watch(V3Watch):
             self._next_revision = answer.revision + 1
 
     async def events(self) -> AsyncGenerator[Event, None]:
-        """The events, until :meth:`cancel`.
+        """The events, until :meth:`cancel`; a failing stream is opened again as
+        :class:`V3Watch` does (growing pauses, logged).
 
+        :raises EtcdCompacted: the revision to resume from was compacted.
         :raises EtcdAuthError: etcd refused the watch twice, with a new token.
         """
         failover = self._transport.failover
@@ -123,14 +127,15 @@ class AsyncV3Watch(V3Watch):
                 async with contextlib.aclosing(self._follow_stream()) as stream:
                     async for event in stream:
                         yield event
-            except Unreachable:
+                reason = "the stream ended"
+            except Unreachable as exc:
                 failover.skip(failover.current)
-            except EtcdAuthError:
-                if self._refused_for_token or not self._transport.endpoints:
-                    raise
-                self._refused_for_token = True  # once more with a new token
+                reason = f"member unreachable: {exc}"
+            except EtcdAuthError as exc:
+                self._refused(exc)
+                reason = f"refused, authenticating again: {exc}"
             if not self._cancelled.is_set():
-                await asyncio.sleep(RETRY_SECONDS)
+                await asyncio.sleep(self._failed(reason))
 
     async def _follow_stream(self) -> AsyncGenerator[Event, None]:
         stream = await self._async_transport.open_watch(self._create(), self._key)
@@ -140,17 +145,47 @@ class AsyncV3Watch(V3Watch):
                 return
             async for answer in stream:
                 if answer.canceled:
-                    self._canceled(answer, stream)  # type: ignore[arg-type]
+                    self._canceled(answer, stream)
                     return
                 if answer.created:
-                    self._refused_for_token = False
-                    if self._next_revision is None:  # a reopened stream resumes after it
-                        self._next_revision = answer.revision + 1
+                    self._opened(answer)
                 for event in self._events(answer):
                     yield event
         finally:
             self._stream = None
             await stream.aclose()
+
+
+async def tree_versions(
+    snapshot: Callable[[], Awaitable[tuple[Any, int]]],
+    watch: Callable[[int], AsyncWatch[Any]],
+    opened: list[AsyncWatch[Any]],
+    cancelled: Callable[[], bool],
+) -> AsyncGenerator[tuple[Any, int], None]:
+    """The items of an async tree watch: ``await snapshot()`` (``(value, revision)``)
+    now, then after every change reported by ``watch(start_revision)`` (each
+    watch opened is appended to ``opened``, for cancelling); when etcd compacted
+    the history the watch was to resume from (:class:`EtcdCompacted`), the tree
+    is read again, handed on, and watched from there: no change
+    is lost.  Ends when ``cancelled()``."""
+    value, revision = await snapshot()
+    yield value, revision
+    while not cancelled():
+        watch_from = watch(revision + 1)
+        opened.append(watch_from)
+        try:
+            async with watch_from as events:
+                async for event in events:
+                    if event.revision > revision:  # else covered by the last read
+                        value, revision = await snapshot()
+                        yield value, revision
+            return
+        except EtcdCompacted as exc:
+            _log.warning("tree watch: %s; reading the tree again", exc)
+            value, revision = await snapshot()
+            yield value, revision
+        finally:
+            opened.remove(watch_from)
 
 
 class AsyncWatch(Generic[T]):
@@ -219,4 +254,4 @@ class AsyncWatch(Generic[T]):
         await self.aclose()
 
 
-__all__ = ["AsyncV3Watch", "AsyncWatch", "Reader", "running"]
+__all__ = ["AsyncV3Watch", "AsyncWatch", "Reader", "running", "tree_versions"]

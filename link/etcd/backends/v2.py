@@ -27,6 +27,7 @@ import json
 import math
 import operator
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -43,6 +44,7 @@ from .. import codec
 from ..codec import Node, iter_flatten
 from ..errors import (
     EtcdAuthError,
+    EtcdCompacted,
     EtcdCompareFailed,
     EtcdConnectionFailed,
     EtcdError,
@@ -721,12 +723,20 @@ def _round(
 
 
 class V2Watch:
-    """A v2 watch on ``key`` and its subtree (long poll, resumed by ``waitIndex``).
+    """A v2 watch on ``key`` and its subtree: long polls
+    (``GET ?wait=true&recursive=true&waitIndex=N``), each resuming after the last
+    event, on one endpoint at a time.
 
-    After :data:`WATCH_IDLE_SECONDS` without an event it sends one ``GET`` of the
-    key, which proves the member still answers: python-etcd moves to the next
-    endpoint when it does not within ``read_timeout``, and the long polls follow.
-    A member that hangs would otherwise look like a quiet key for good.
+    After :data:`WATCH_IDLE_SECONDS` without an event, one quorum ``GET`` of the
+    key (``quorum=true``: it goes through raft, so a member cut off from the
+    majority cannot answer it) is sent to the member polled; when it fails within
+    ``read_timeout``, the polls move to the next endpoint.  A poll that fails
+    (refused, reset, an error answer) moves on too, after a pause growing from
+    0.1 s to 2 s, logged.  :meth:`cancel` shuts the poll's socket: the
+    iteration ends at once.
+
+    :raises EtcdCompacted: (while iterating) etcd's 1,000-event history no longer
+        holds the index to resume from; ``compact_revision`` is etcd's index then.
     """
 
     def __init__(self, backend: V2Backend, key: str, start_revision: int | None) -> None:
@@ -734,42 +744,151 @@ class V2Watch:
         self._key = key
         self._index = start_revision
         self._cancelled = threading.Event()
+        self._member = 0
+        self._response: Any = None
 
     def cancel(self) -> None:
-        """Stop the watch within :data:`WATCH_POLL_SECONDS`."""
+        """Stop the watch; a blocked iteration ends."""
         self._cancelled.set()
+        _shut(self._response)
+
+    @property
+    def _url(self) -> str:
+        client = self._backend.client
+        return self._backend.endpoints[self._member] + client.key_endpoint + _quote(self._key)
+
+    def _next_member(self, reason: str, failures: int) -> float:
+        """Move to the next endpoint; the pause before polling it (logged)."""
+        from .v3.watch import log_failure, retry_delay
+
+        self._member = (self._member + 1) % len(self._backend.endpoints)
+        delay = retry_delay(failures)
+        log_failure(self._key, failures, reason, delay)
+        return delay
 
     def __iter__(self) -> Iterator[Event]:
-        client = self._backend.client
+        failures = 0
         quiet_since = time.monotonic()
         while not self._cancelled.is_set():
             if time.monotonic() - quiet_since >= WATCH_IDLE_SECONDS:
-                self._check_member()
                 quiet_since = time.monotonic()
+                reason = self._quorum_failure()
+                if reason is not None:
+                    failures += 1
+                    self._cancelled.wait(self._next_member(reason, failures))
+                    continue
             try:
-                result = client.watch(
-                    _quote(self._key),
-                    index=self._index,
-                    recursive=True,
-                    timeout=WATCH_POLL_SECONDS,
-                )
-            except etcd.EtcdWatchTimedOut:
+                answer = self._poll()
+            except _PollFailed as exc:
+                failures += 1
+                self._cancelled.wait(self._next_member(str(exc), failures))
                 continue
-            except etcd.EtcdConnectionFailed:  # no member answered: try again shortly
-                self._cancelled.wait(WATCH_POLL_SECONDS)
-                continue
-            except etcd.EtcdEventIndexCleared:
-                self._index = None  # history is gone: resume from now
-                continue
-            if result is None or self._cancelled.is_set():
+            failures = 0
+            if answer is None or self._cancelled.is_set():
                 continue
             quiet_since = time.monotonic()
-            self._index = result.modifiedIndex + 1
-            kind = "PUT" if result.action in _PUT_ACTIONS else "DELETE"
-            value = (result.value or "").encode("utf-8") if kind == "PUT" else b""
-            yield Event(kind, _unhide(result.key), value, result.modifiedIndex)
+            node = answer.get("node") or {}
+            index = int(node.get("modifiedIndex") or 0)
+            self._index = index + 1
+            kind = "PUT" if answer.get("action") in _PUT_ACTIONS else "DELETE"
+            value = (node.get("value") or "").encode("utf-8") if kind == "PUT" else b""
+            yield Event(kind, _unhide(node.get("key", "")), value, index)
 
-    def _check_member(self) -> None:
-        """One ``GET`` of the key, through python-etcd's failover."""
-        with contextlib.suppress(EtcdError):  # none answered: the long polls go on
-            self._backend.exists(self._key)
+    def _poll(self) -> dict[str, Any] | None:
+        """One long poll: the answer, or None when nothing came for
+        :data:`WATCH_IDLE_SECONDS` (or the watch was cancelled).
+
+        :raises _PollFailed: the member did not answer usefully.
+        :raises EtcdCompacted: the index to resume from left etcd's history.
+        """
+        client = self._backend.client
+        fields = {"wait": "true", "recursive": "true"}
+        if self._index:
+            fields["waitIndex"] = str(self._index)
+        timeout = urllib3.Timeout(
+            connect=self._backend.settings.read_timeout, read=WATCH_IDLE_SECONDS
+        )
+        try:
+            response = client.http.request(
+                "GET",
+                self._url,
+                fields=fields,
+                headers=client._get_headers(),
+                timeout=timeout,
+                preload_content=False,
+                retries=False,
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise _PollFailed(f"{self._backend.endpoints[self._member]}: {exc!r}") from None
+        self._response = response
+        if self._cancelled.is_set():
+            _shut(response)
+        body = None
+        try:
+            body = response.read()
+        except (urllib3.exceptions.ReadTimeoutError, TimeoutError):
+            return None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            if self._cancelled.is_set():
+                return None
+            raise _PollFailed(f"{self._backend.endpoints[self._member]}: {exc!r}") from None
+        finally:
+            self._response = None
+            if body is None:  # part read: the connection cannot be used again
+                response.close()
+            response.release_conn()
+        return self._answer(response.status, body)
+
+    def _answer(self, status: int, body: bytes) -> dict[str, Any] | None:
+        if self._cancelled.is_set():
+            return None
+        try:
+            answer = json.loads(body) if body else None
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            raise _PollFailed(f"HTTP {status} without a v2 answer: {body[:200]!r}")
+        if status == 200:
+            return answer
+        if answer.get("errorCode") == 401:  # EcodeEventIndexCleared
+            raise EtcdCompacted(
+                f"cannot resume the watch at index {self._index}: etcd's event history "
+                f"moved on ({answer.get('cause', '')}); its index is {answer.get('index')}",
+                compact_revision=int(answer.get("index") or 0) or None,
+                endpoints=self._backend.endpoints,
+                key=self._key,
+            )
+        raise _PollFailed(f"HTTP {status}: {answer.get('message', body[:200])}")
+
+    def _quorum_failure(self) -> str | None:
+        """Why the member polled cannot answer a quorum ``GET`` of the key within
+        ``read_timeout``, or None when it can."""
+        client = self._backend.client
+        url = self._backend.endpoints[self._member]
+        try:
+            response = client.http.request(
+                "GET",
+                self._url,
+                fields={"quorum": "true"},
+                headers=client._get_headers(),
+                timeout=self._backend.settings.read_timeout,
+                retries=False,
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            return f"{url} did not answer a quorum read: {exc!r}"
+        if response.status in (200, 404):
+            return None
+        return f"{url} failed a quorum read: HTTP {response.status}"
+
+
+class _PollFailed(Exception):
+    """A long poll got no useful answer: the next endpoint is polled."""
+
+
+def _shut(response: Any) -> None:
+    """Shut the socket ``response`` is read from (from any thread), if any."""
+    connection = getattr(response, "_connection", None) or getattr(response, "connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)

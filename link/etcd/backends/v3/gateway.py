@@ -406,6 +406,12 @@ def watch_body(create: v3.WatchCreate) -> str:
     return json.dumps({"create_request": body})
 
 
+#: Headers of a ``/v3/watch`` request: etcd's require-leader option, which the
+#: gateway passes on as gRPC metadata (a member without a leader refuses the
+#: stream, or ends it a few election timeouts after it lost its leader).
+WATCH_HEADERS: dict[str, str] = {"Grpc-Metadata-hasleader": "true"}
+
+
 def watch_line(line: bytes | str) -> v3.WatchResult | None:
     """One line of a ``/v3/watch`` stream as a result (None: nothing to report).
 
@@ -527,6 +533,7 @@ class GatewayTransport:
             response = member.session.post(
                 member.base + "/watch",
                 data=watch_body(create),
+                headers=WATCH_HEADERS,
                 stream=True,
                 timeout=self.settings.read_timeout,  # to connect and to get the headers
             )
@@ -563,9 +570,10 @@ def _socket(response: requests.Response) -> socket.socket | None:
 class GatewayWatchStream:
     """One ``/v3/watch`` stream: iterate for :class:`.protocol.WatchResult` s.
 
-    Its socket times out after :data:`WATCH_IDLE_SECONDS` without a byte (etcd's
-    gateway cannot ask for progress), so a member that hangs ends the stream and
-    the watch opens it again elsewhere.
+    Opened with etcd's require-leader option (:data:`WATCH_HEADERS`).  Its socket
+    times out after :data:`WATCH_IDLE_SECONDS` without a byte (etcd's gateway
+    cannot ask for progress), so a member that hangs, or is cut off and keeps
+    the stream, ends it and the watch opens it again on the next member.
     """
 
     def __init__(

@@ -34,6 +34,7 @@ from ..base import WATCH_IDLE_SECONDS
 from . import messages as pb
 from . import protocol as v3
 from .transport import Failover, Unreachable
+from .watch import REQUIRE_LEADER
 
 _TARGETS = {"VERSION": 0, "CREATE": 1, "MOD": 2, "VALUE": 3, "LEASE": 4}
 _RESULTS = {"EQUAL": 0, "GREATER": 1, "LESS": 2, "NOT_EQUAL": 3}
@@ -522,10 +523,14 @@ class GrpcTransport:
 class GrpcWatchStream:
     """One ``Watch/Watch`` stream: iterate for :class:`.protocol.WatchResult` s.
 
-    A watchdog thread sends a ``progress_request`` after
-    :data:`~link.etcd.backends.base.WATCH_IDLE_SECONDS` without an answer; when
-    none comes within ``read_timeout`` either, the member hangs (stopped, cut
-    off) and the iteration raises :class:`.transport.Unreachable`.
+    Opened with etcd's require-leader option (metadata ``hasleader=true``): a
+    member that has no leader refuses it, or ends it a few election timeouts
+    after losing its leader.  A watchdog thread, after
+    :data:`~link.etcd.backends.base.WATCH_IDLE_SECONDS` without an answer, sends
+    a ``progress_request`` and reads the watched key once (a linearizable read:
+    it needs a quorum); when the read fails or no answer comes within
+    ``read_timeout``, the member hangs or is cut off from the majority, and the
+    iteration raises :class:`.transport.Unreachable` (the watch moves on).
     """
 
     def __init__(
@@ -539,8 +544,10 @@ class GrpcWatchStream:
         self._last = time.monotonic()
         self._done = threading.Event()
         self._hung = False
+        self._check = pb.RangeRequest(key=create.create_request.key, limit=1, keys_only=True)
         self._call = member.watch(
-            iter(self._requests.get, None), metadata=transport._metadata(member)
+            iter(self._requests.get, None),
+            metadata=(*(transport._metadata(member) or ()), REQUIRE_LEADER),
         )
         self._watchdog = threading.Thread(
             target=self._watch_dog, name=f"link.etcd.watchdog {member.url}", daemon=True
@@ -554,12 +561,25 @@ class GrpcWatchStream:
                 continue  # an answer came meanwhile
             seen = self._last
             self._requests.put(PROGRESS_REQUEST)
-            if self._done.wait(timeout):
+            in_quorum = self._in_quorum()
+            if self._done.wait(0 if not in_quorum else timeout):
                 return
-            if self._last == seen:
+            if self._last == seen or not in_quorum:
                 self._hung = True
                 self._call.cancel()
                 return
+
+    def _in_quorum(self) -> bool:
+        """One linearizable read of the watched key on this member (it needs the
+        leader and a quorum): False when the member does not answer it within
+        ``read_timeout`` (cut off, stopped, no leader)."""
+        try:
+            self._transport._unary(self._member, v3.Range, self._check, self._key)
+        except Unreachable:
+            return False
+        except EtcdError:
+            pass  # refused, e.g. for permissions: the member answered
+        return True
 
     def __iter__(self) -> Iterator[v3.WatchResult]:
         try:

@@ -1,26 +1,65 @@
 """The v3 watch: a stream of :class:`~link.etcd.backends.base.Event` s over any transport.
 
 Reconnects after a dropped stream, resuming from the revision after the last
-event seen, so no event is lost while the compaction has not passed it; after a
-compaction it resumes at the oldest revision kept.  A stream silent for
-:data:`~link.etcd.backends.base.WATCH_IDLE_SECONDS` is checked (gRPC keepalive
-pings, or the gateway socket's timeout), so a member that hangs is left for the
-next endpoint, which the opening of the new stream picks.
+event seen, so no event is lost while etcd keeps that history.  When it does not
+(etcd compacted past the revision to resume from), the iteration raises
+:class:`~link.etcd.errors.EtcdCompacted` carrying the oldest revision kept: it
+never skips events silently (:class:`link.etcd.watch.TreeWatch` then reads the
+subtree again).
+
+Streams are opened with etcd's *require leader* option (gRPC metadata
+``hasleader=true``, the gateway's ``Grpc-Metadata-hasleader: true`` header): a
+member without a leader refuses them, and ends the ones it has a few election
+timeouts after it lost its leader, so a watch leaves a member cut off from the
+majority.  A stream silent for :data:`~link.etcd.backends.base.WATCH_IDLE_SECONDS`
+is checked as well (see the transports).
+
+A stream that keeps failing is opened again after :data:`RETRY_SECONDS`, the
+pause doubling up to :data:`MAX_RETRY_SECONDS`, each failure logged (at
+WARNING, then less and less often).  A stream refused for its token (expired,
+or forgotten by a restarted member) is opened again with a new one; refused
+again with the new token, the iteration raises.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 
-from ...errors import EtcdAuthError, EtcdError
+from ...errors import EtcdAuthError, EtcdCompacted, EtcdError, EtcdPermissionDenied
 from ...paths import SEP, encode_key, range_end
 from ..base import Event
 from .protocol import WatchCreate, WatchResult
 from .transport import Transport, Unreachable, WatchStream
 
-#: Seconds between two openings of a stream that keeps failing.
+#: Seconds before a failed stream is opened again (doubled after each failure in a row).
 RETRY_SECONDS = 0.1
+#: The longest pause between two openings of a stream that keeps failing, in seconds.
+MAX_RETRY_SECONDS = 2.0
+#: The gRPC metadata (and, prefixed ``Grpc-Metadata-``, the gateway header) of etcd's
+#: require-leader option.
+REQUIRE_LEADER = ("hasleader", "true")
+
+_log = logging.getLogger("link.etcd.watch")
+
+
+def retry_delay(failures: int) -> float:
+    """Seconds to wait after ``failures`` failed openings in a row (1, 2, …)."""
+    return min(MAX_RETRY_SECONDS, RETRY_SECONDS * 2 ** max(0, failures - 1))
+
+
+def log_failure(key: str, failures: int, reason: str, delay: float) -> None:
+    """Log a failed stream: every one of the first three in a row, then the 8th,
+    16th, … (a dead cluster must not flood the log)."""
+    if failures <= 3 or failures & (failures - 1) == 0:
+        _log.warning(
+            "watch on %r: %s; opening it again in %.1f s (failure %d in a row)",
+            key,
+            reason,
+            delay,
+            failures,
+        )
 
 
 class V3Watch:
@@ -31,6 +70,10 @@ class V3Watch:
     :param start_revision: the first revision reported; ``None`` from now on (a
         reopened stream then resumes after the revision the first stream was
         created at).
+    :raises EtcdCompacted: (while iterating) the revision to resume from was
+        compacted; ``compact_revision`` is the oldest one kept.
+    :raises EtcdAuthError: (while iterating) etcd refused the watch again after a
+        new token was obtained, or refused the credentials.
     """
 
     def __init__(self, transport: Transport, key: str, start_revision: int | None) -> None:
@@ -40,6 +83,7 @@ class V3Watch:
         self._stream: WatchStream | None = None
         self._cancelled = threading.Event()
         self._refused_for_token = False
+        self._failures = 0
 
     def cancel(self) -> None:
         """Stop the watch; a blocked iteration ends."""
@@ -52,13 +96,31 @@ class V3Watch:
         while not self._cancelled.is_set():
             try:
                 yield from self._follow()
-            except Unreachable:
+                reason = "the stream ended"
+            except Unreachable as exc:
                 self._transport.failover.skip(self._transport.failover.current)
-            except EtcdAuthError:
-                if self._refused_for_token or not self._transport.endpoints:
-                    raise
-                self._refused_for_token = True  # once more with a new token
-            self._cancelled.wait(RETRY_SECONDS)
+                reason = f"member unreachable: {exc}"
+            except EtcdAuthError as exc:
+                self._refused(exc)
+                reason = f"refused, authenticating again: {exc}"
+            if self._cancelled.is_set():
+                return
+            delay = self._failed(reason)
+            self._cancelled.wait(delay)
+
+    def _failed(self, reason: str) -> float:
+        """Count a failed stream, log it; the seconds to wait before the next."""
+        self._failures += 1
+        delay = retry_delay(self._failures)
+        log_failure(self._key, self._failures, reason, delay)
+        return delay
+
+    def _refused(self, exc: EtcdAuthError) -> None:
+        """The stream was refused for its credentials: once more (the token was
+        forgotten, a new one is obtained), or raise when it was new already."""
+        if self._refused_for_token or not self._transport.endpoints:
+            raise exc
+        self._refused_for_token = True
 
     def _create(self) -> WatchCreate:
         watch_key = encode_key(self._key) if self._key else SEP.encode()
@@ -72,28 +134,44 @@ class V3Watch:
             return
         for answer in stream:
             if answer.canceled:
-                self._canceled(answer, stream)
                 stream.cancel()
+                self._canceled(answer, stream)
                 return
             if answer.created:
-                self._refused_for_token = False
-                if self._next_revision is None:
-                    # watching "from now": a reopened stream resumes after this revision
-                    self._next_revision = answer.revision + 1
+                self._opened(answer)
             yield from self._events(answer)
 
-    def _canceled(self, answer: WatchResult, stream: WatchStream) -> None:
-        """etcd ended the watch: the start revision was compacted (resume at the oldest
-        kept one), or the stream was refused, typically for an expired token."""
+    def _opened(self, answer: WatchResult) -> None:
+        """etcd accepted the stream: the failures in a row and the token refusal end."""
+        if self._failures:
+            _log.warning("watch on %r: open again after %d failures", self._key, self._failures)
+        self._refused_for_token = False
+        self._failures = 0
+        if self._next_revision is None:
+            # watching "from now": a reopened stream resumes after this revision
+            self._next_revision = answer.revision + 1
+
+    def _canceled(self, answer: WatchResult, stream: object) -> None:
+        """etcd ended the watch: the start revision was compacted (raise
+        :class:`EtcdCompacted`), or the stream was refused, typically for an
+        expired or forgotten token (a new one is used next; raise when it was new).
+        """
         if answer.compact_revision:
-            self._next_revision = answer.compact_revision
-            return
+            raise EtcdCompacted(
+                f"cannot resume the watch at revision {self._next_revision}: etcd compacted "
+                f"its history, the oldest revision kept is {answer.compact_revision}",
+                compact_revision=answer.compact_revision,
+                endpoints=self._transport.endpoints,
+                key=self._key,
+            )
         forget = getattr(stream, "forget_token", None)
         if forget is not None:
             forget()
+        reason = answer.cancel_reason or "canceled"
         if self._refused_for_token:
-            raise EtcdError(
-                f"etcd refused the watch: {answer.cancel_reason or 'canceled'}",
+            error = EtcdPermissionDenied if "permission denied" in reason else EtcdError
+            raise error(
+                f"etcd refused the watch: {reason}",
                 endpoints=self._transport.endpoints,
                 key=self._key,
             )
