@@ -1,8 +1,11 @@
 """A real 3-member cluster, TLS and authentication: what production looks like."""
 
+import http.server
 import os
 import queue
+import re
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +18,7 @@ import trustme
 from link.etcd import (
     EtcdAuthError,
     EtcdConnectionFailed,
+    EtcdKeyNotFound,
     EtcdMiddleware,
     EtcdPermissionDenied,
 )
@@ -255,3 +259,206 @@ def test_server_restart_is_survived(etcd_server: Any) -> None:
             client["/r"]
         server.start()
         assert client["/r"] == DOC
+
+
+# -- failover details (issues 13 and 15) ---------------------------------------------
+
+
+def test_v2_endpoints_named_localhost_fail_over(cluster: EtcdCluster) -> None:
+    """etcd advertises 127.0.0.1; endpoints named localhost used to turn a failover
+    into ``ValueError: list.remove(x)`` (after the write was applied)."""
+    endpoints = [f"localhost:{member.port}" for member in cluster.members]
+    client = EtcdMiddleware(endpoints=endpoints, api="v2", read_timeout=2)
+    client["/localhost"] = 1
+    first = cluster.members[0]
+    first.kill()
+    try:
+        client["/localhost"] = 2
+        assert client["/localhost"] == 2
+    finally:
+        first.start()
+
+
+class _HtmlPage(http.server.BaseHTTPRequestHandler):
+    """Another HTTP server: a long HTML page for every request."""
+
+    def _page(self) -> None:
+        body = b"<html><body>" + b"welcome " * 500 + b"</body></html>"
+        self.send_response(404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _page
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def html_server() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HtmlPage)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("wrong", ["peer port", "html"])
+def test_a_wrong_port_is_named_and_failed_over(
+    cluster: EtcdCluster, html_server: str, api: str, wrong: str
+) -> None:
+    member = cluster.members[1]
+    bad = member.peer_url if wrong == "peer port" else html_server
+    if api == "v3-grpc" and wrong == "peer port":
+        pytest.skip("etcd serves its gRPC API on the peer port too: it answers there")
+    alone = EtcdMiddleware(endpoints=[bad], **connection(api), read_timeout=1)
+    with pytest.raises(EtcdConnectionFailed) as info:
+        alone["/wrong"] = 1
+    message = str(info.value)
+    assert "does not look like an etcd client URL" in message and bad in message
+    assert "welcome welcome welcome welcome welcome welcome welcome welcome welcome" not in message
+    assert len(message) < 800
+    client = EtcdMiddleware(endpoints=[bad, member.endpoint], **connection(api), read_timeout=1)
+    client[f"/wrong-{api}"] = {"a": 1}
+    assert client[f"/wrong-{api}"] == {"a": 1}
+
+
+def test_a_refused_connection_says_how_long_it_took() -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    for api in APIS:
+        started = time.monotonic()
+        with pytest.raises(EtcdConnectionFailed) as info:
+            EtcdMiddleware(endpoints=[f"127.0.0.1:{port}"], **connection(api), read_timeout=5)["/x"]
+        elapsed = time.monotonic() - started
+        match = re.search(r"in (\d+\.\d) s", str(info.value))
+        assert match, str(info.value)
+        assert abs(float(match.group(1)) - elapsed) < 0.6, (api, str(info.value), elapsed)
+
+
+class _LoseDeleteAnswers:
+    """A TCP proxy in front of one member that passes every request on but, for a
+    ``DELETE``, closes the connection instead of passing etcd's answer back: the
+    request reached etcd, its answer was lost.  One request per connection."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.lost = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(client,), daemon=True).start()
+
+    def _one(self, client: socket.socket) -> None:
+        with client, socket.create_connection(self.upstream, timeout=5) as upstream:
+            client.settimeout(5)
+            request = _read_http(client)
+            if not request:
+                return
+            upstream.sendall(request)
+            answer = _read_http(upstream)
+            if request.startswith(b"DELETE"):
+                self.lost += 1
+                return  # applied by etcd; the client never hears of it
+            client.sendall(answer)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _read_http(sock: socket.socket) -> bytes:
+    """One HTTP/1.1 message with a Content-Length body (etcd v2's requests and answers)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    found = re.search(rb"(?i)content-length:\s*(\d+)", head)
+    length = int(found.group(1)) if found else 0
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+def test_v2_del_and_pop_report_what_a_lost_answer_did(cluster: EtcdCluster) -> None:
+    first, second = cluster.members[0], cluster.members[1]
+    proxy = _LoseDeleteAnswers((first.host, first.port))
+    try:
+        endpoints = [proxy.endpoint, second.endpoint]
+        for round_ in range(4):  # a new client starts at the proxy each time
+            EtcdMiddleware(endpoints=endpoints, api="v2")[f"/lost/{round_}"] = {"a": round_}
+            del EtcdMiddleware(endpoints=endpoints, api="v2")[f"/lost/{round_}"]
+            assert f"/lost/{round_}" not in EtcdMiddleware(endpoints=endpoints, api="v2")
+            EtcdMiddleware(endpoints=endpoints, api="v2")[f"/lost/p{round_}"] = round_
+            popped = EtcdMiddleware(endpoints=endpoints, api="v2").pop(f"/lost/p{round_}")
+            assert popped == round_
+        assert proxy.lost >= 8  # (writes of a dict delete first, too)
+        client = EtcdMiddleware(endpoints=endpoints, api="v2")
+        with pytest.raises(EtcdKeyNotFound):  # nothing there: still a KeyError
+            del client["/lost/never"]
+    finally:
+        proxy.close()
+
+
+def test_v2_clear_with_the_root_prefix() -> None:
+    with EtcdServer(enable_v2=True) as server:
+        client = EtcdMiddleware(endpoints=[server.endpoint], api="v2")
+        client["/a"] = {"b": 1}
+        client["/c"] = [1, 2]
+        client.clear()  # used to raise "Root is read only"
+        assert list(client) == [] and client.children("/") == []
+
+
+@pytest.mark.parametrize("api", ["v2", "v3-grpc"])
+def test_reads_after_writes_through_another_member_are_never_stale(
+    cluster: EtcdCluster, api: str
+) -> None:
+    """Write through one member, read through another at once: linearizable reads
+    (v2 ``quorum=true``) see every acknowledged write."""
+    writer = EtcdMiddleware(endpoints=[cluster.members[0].endpoint], **connection(api))
+    reader = EtcdMiddleware(endpoints=[cluster.members[2].endpoint], **connection(api))
+    stale = 0
+    for value in range(150):
+        writer[f"/fresh-{api}"] = value
+        stale += reader[f"/fresh-{api}"] != value
+    print(f"\n{api}: {stale} stale reads of 150 write-then-read pairs")
+    assert stale == 0
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_serializable_reads_answer_without_a_quorum(cluster: EtcdCluster, api: str) -> None:
+    """With two of three members hung, the third has no quorum: a linearizable read
+    (the default) fails within the bound, a serializable one answers from its copy."""
+    EtcdMiddleware(endpoints=list(cluster.endpoints), **connection(api))[f"/ser-{api}"] = 7
+    alone = cluster.members[2]
+    exact = EtcdMiddleware(endpoints=[alone.endpoint], **connection(api), read_timeout=1)
+    fast = EtcdMiddleware(
+        endpoints=[alone.endpoint], **connection(api), read_timeout=1, serializable_reads=True
+    )
+    assert exact[f"/ser-{api}"] == 7 and fast[f"/ser-{api}"] == 7
+    with cluster.members[0].paused(), cluster.members[1].paused():
+        started = time.monotonic()
+        with pytest.raises(EtcdConnectionFailed):
+            exact[f"/ser-{api}"]
+        assert time.monotonic() - started < 1 + 2  # read_timeout, and slack for the machine
+        assert fast[f"/ser-{api}"] == 7
+    cluster.wait_for_leader()

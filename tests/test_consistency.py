@@ -25,13 +25,17 @@ def test_reader_never_sees_a_mixed_tree(v3: EtcdMiddleware) -> None:
     stop = threading.Event()
     seen: list[dict[str, Any]] = []
     bad: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
 
     def reader() -> None:
-        while not stop.is_set():
-            tree = v3["/cfg"]
-            seen.append(tree)
-            if not _consistent(tree):
-                bad.append(tree)
+        try:
+            while not stop.is_set():
+                tree = v3["/cfg"]
+                seen.append(tree)
+                if not _consistent(tree):
+                    bad.append(tree)
+        except BaseException as exc:  # noqa: BLE001 - collected for the main thread
+            errors.append(exc)
 
     thread = threading.Thread(target=reader)
     thread.start()
@@ -40,7 +44,9 @@ def test_reader_never_sees_a_mixed_tree(v3: EtcdMiddleware) -> None:
             v3["/cfg"] = _tree(generation)
     finally:
         stop.set()
-        thread.join()
+        thread.join(30)
+    assert errors == [], "the reader thread raised"
+    assert not thread.is_alive()
     assert bad == []
     assert len({t["gen"] for t in seen}) > 1, "the reader should have seen several generations"
 
@@ -59,7 +65,7 @@ def test_concurrent_writers_do_not_interleave(v3: EtcdMiddleware) -> None:
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(60)
     assert errors == []
     assert _consistent(v3["/cfg"])
 
@@ -88,6 +94,6 @@ def test_concurrent_large_writers_end_with_one_whole_tree(v3: EtcdMiddleware) ->
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(60)
     assert errors == []
     assert v3["/big"] in trees

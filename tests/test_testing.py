@@ -301,6 +301,22 @@ def test_tls_client_certs(pki: dict[str, str], client_cert_auth: bool) -> None:
         srv.etcdctl("put", "/mtls", "ok")  # harness passes --cacert/--cert/--key
 
 
+def test_pause_hangs_the_member_until_resume(server: EtcdServer) -> None:
+    with server.paused():
+        assert server.running
+        healthy, detail = server.health(timeout=0.5)
+        assert not healthy and "timed out" in detail.lower()
+    assert server.health(timeout=5)[0]
+    server.pause()
+    server.restart()  # SIGTERM reaches a paused process too
+    assert server.health(timeout=5)[0]
+
+
+def test_pause_refuses_a_server_that_is_not_running() -> None:
+    with pytest.raises(RuntimeError, match="not running"):
+        EtcdServer().pause()
+
+
 # -- cluster -------------------------------------------------------------------
 
 
@@ -322,6 +338,11 @@ def test_cluster_replicates_and_survives_member_loss() -> None:
         survivor.etcdctl("put", "/c", "2")
         leader.start()
         assert leader.etcdctl("get", "/c", "--print-value-only").stdout.strip() == "2"
+        revision = json.loads(m0.etcdctl("get", "/c", "-w", "json").stdout)["header"]["revision"]
+        hashes = cluster.hashkv(revision)
+        assert set(hashes) == set(cluster.endpoints) and len(set(hashes.values())) == 1
+        m0.etcdctl("put", "/c", "3")
+        assert m0.hashkv(revision + 1) != hashes[m0.endpoint]
         assert "3/3 running" in repr(cluster)
     assert not any(m.running for m in cluster.members)
     assert all(m.data_dir is None for m in cluster.members)

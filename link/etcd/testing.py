@@ -552,6 +552,8 @@ class EtcdServer:
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             proc.send_signal(sig)
+            if sig != signal.SIGKILL:
+                proc.send_signal(signal.SIGCONT)  # a paused process handles it only now
             try:
                 proc.wait(timeout=STOP_GRACE)
             except subprocess.TimeoutExpired:
@@ -578,6 +580,42 @@ class EtcdServer:
         """
         self._terminate(signal.SIGTERM)
         return self.start(wait=wait)
+
+    def pause(self) -> None:
+        """Freeze the process (SIGSTOP), like a member that hangs: the kernel still
+        accepts connections and reads requests into its buffers, but nothing is
+        answered until :meth:`resume`.  :meth:`kill`, :meth:`restart` and
+        :meth:`stop` work on a paused server.
+
+        :raises RuntimeError: not running.
+        """
+        if not self.running:
+            raise RuntimeError(f"{self!r} is not running")
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused process run again (SIGCONT); nothing happens if it runs."""
+        self._signal(signal.SIGCONT)
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[EtcdServer]:
+        """:meth:`pause` for the ``with`` block, :meth:`resume` after it (always)."""
+        self.pause()
+        try:
+            yield self
+        finally:
+            self.resume()
+
+    def hashkv(self, revision: int) -> int:
+        """The hash of this member's whole keyspace at ``revision`` (``etcdctl
+        endpoint hashkv --rev``): members holding the same keys, values and
+        history up to ``revision`` give the same hash.
+
+        :param revision: a revision every compared member has applied (not compacted).
+        :raises EtcdctlError: etcdctl failed (member down, revision compacted).
+        """
+        out = self.etcdctl("endpoint", "hashkv", f"--rev={revision}", "-w", "json").stdout
+        return int(json.loads(out)[0]["HashKV"]["hash"])
 
     def _discard(self) -> None:
         """Stop the process and delete the work directory (data and log)."""
@@ -834,6 +872,11 @@ class EtcdCluster:
         return _run_etcdctl(
             first.etcdctl_binary(), self.endpoints, first._tls_args(), args, input, check, env
         )
+
+    def hashkv(self, revision: int) -> dict[str, int]:
+        """:meth:`EtcdServer.hashkv` of every running member at ``revision``, by
+        endpoint: one value when the members agree."""
+        return {m.endpoint: m.hashkv(revision) for m in self.members if m.running}
 
     def leader(self) -> EtcdServer:
         """Return the running member that is raft leader now.

@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from http.client import HTTPException
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -148,13 +149,17 @@ class V2Backend:
             return self._client
 
     def _make_client(self) -> etcd.Client:
-        """A python-etcd client that tries each endpoint once per request.
+        """A python-etcd client whose requests go through :class:`_FailoverClient`'s
+        walk over the configured endpoints (no I/O here).
 
-        python-etcd's constructor asks the cluster for its members when
-        ``allow_reconnect`` is on, with urllib3's default retries (four tries of
-        ``read_timeout`` per silent endpoint).  So the client is made for the first
-        endpoint alone, urllib3's retries are turned off, and only then is the
-        endpoint list set up the way python-etcd would have done it.
+        python-etcd's own failover is not used: it keeps a list of members that
+        each failure uses up and that is never refilled (after a full outage every
+        call failed with "No more machines in the cluster"), and it compares the
+        members' advertised URLs with the configured ones (``localhost`` against
+        ``127.0.0.1`` raised ``ValueError``).  Like the v3 transports, the client
+        talks to the configured endpoints only; urllib3's retries are off, so each
+        endpoint is tried once per request.  With ``srv_domain``, python-etcd
+        resolves the endpoints and fails over itself.
         """
         s = self.settings
         hosts = [(p.hostname or "", p.port or s.port) for p in map(urlsplit, self.endpoints)]
@@ -162,21 +167,16 @@ class V2Backend:
             client = self._new_client(hosts, reconnect=s.allow_reconnect)
         else:
             client = self._new_client(hosts[:1], reconnect=False)
+            if isinstance(client, _FailoverClient):
+                client.endpoints = self.endpoints
         client.http.connection_pool_kw["retries"] = urllib3.Retry(0, read=False, redirect=3)
-        if len(hosts) > 1 and not s.srv_domain:  # allow_reconnect (see EtcdSettings)
-            client._allow_reconnect = True
-            client._machines_cache = list(self.endpoints[1:])
-            if not s.use_proxies:  # add the members the cluster advertises, as python-etcd does
-                advertised = client.machines  # tries the endpoints in turn, once each
-                client._machines_cache = sorted(set(client._machines_cache) | set(advertised))
-            if client.base_uri in client._machines_cache:
-                client._machines_cache.remove(client.base_uri)
         return client
 
     def _new_client(self, hosts: Sequence[tuple[str, int]], *, reconnect: bool) -> etcd.Client:
         s = self.settings
         cert: Any = (s.cert, s.cert_key) if s.cert and s.cert_key else s.cert
-        return etcd.Client(
+        kind = etcd.Client if s.srv_domain else _FailoverClient
+        return kind(
             host=tuple(hosts) if len(hosts) > 1 else hosts[0][0],
             port=hosts[0][1],
             srv_domain=s.srv_domain,
@@ -200,8 +200,15 @@ class V2Backend:
         return index, None if data is None else json.loads(data)["node"]
 
     def _get_answer(self, key: str, params: dict[str, str]) -> tuple[int, bytes | None]:
-        """``GET /v2/keys/<key>``: ``(X-Etcd-Index, answer bytes)``; ``None`` when absent."""
+        """``GET /v2/keys/<key>``: ``(X-Etcd-Index, answer bytes)``; ``None`` when absent.
+
+        With ``quorum=true`` (linearizable: the read goes through raft, so it sees
+        every write acknowledged before it, and a member cut off from the majority
+        cannot answer) unless the ``serializable_reads`` setting is on.
+        """
         client = self.client
+        if not self.settings.serializable_reads:
+            params = {**params, "quorum": "true"}
         with self._translate(key):
             try:
                 response = client.api_execute(
@@ -353,12 +360,15 @@ class V2Backend:
         client.write(_quote(key), value.decode("utf-8"), ttl=ttl)
 
     def _delete_tree(self, key: str) -> bool:
+        """One recursive ``DELETE``: True when it deleted something, or when it was
+        not found only after an attempt that may have reached etcd had failed (see
+        :meth:`delete`)."""
         client = self.client
         with self._translate(key):
             try:
                 client.delete(_quote(key), recursive=True)
             except (etcd.EtcdKeyNotFound, etcd.EtcdNotDir):  # NotDir: an ancestor is a leaf
-                return False
+                return isinstance(client, _FailoverClient) and client.uncertain()
         return True
 
     def _delete_leaf_ancestors(self, ancestors: Sequence[str]) -> None:
@@ -371,7 +381,24 @@ class V2Backend:
                     continue
 
     def delete(self, key: str) -> int:
-        """One recursive ``DELETE``, then ``DELETE dir=true`` of parents left empty."""
+        """Delete the leaf or subtree at ``key``: one recursive ``DELETE``, then
+        ``DELETE dir=true`` of parents left empty.  The root (``key`` ``""``, the
+        prefix ``/``) cannot be deleted on v2 ("Root is read only"): each of its
+        children is deleted instead.
+
+        With several endpoints the ``DELETE`` is preceded by one quorum ``GET`` of
+        ``key``: when the ``DELETE`` reached a member that then failed (stopped,
+        connection broken after the request went out) and the retry on the next
+        member finds nothing, the key existed before this call and is gone now, so
+        the delete is reported as done (1), not as "nothing stored".
+
+        :returns: 1 when something was deleted (or, as above, is gone), else 0.
+        :raises EtcdConnectionFailed: no endpoint answered (each is named).
+        """
+        if not key:
+            return max((self.delete(SEP + name) for name in self.children(key)), default=0)
+        if len(self.endpoints) > 1 and not self.exists(key):
+            return 0
         if not self._delete_tree(key):
             return 0
         client = self.client
@@ -620,6 +647,143 @@ class V2Backend:
             if self._client is not None:
                 self._client.http.clear()
                 self._client = None
+
+
+#: Characters of a non-etcd answer quoted in an error message.
+_QUOTED_BODY = 80
+
+
+class _FailoverClient(etcd.Client):  # type: ignore[misc]
+    """python-etcd's client, each request walking the configured :attr:`endpoints`.
+
+    A request starts at the member that answered last and tries each endpoint
+    once, ``read_timeout`` seconds each; it moves on when a member refuses the
+    connection, breaks it, does not answer in time, answers 5xx (no leader,
+    etcd's own request timeout) or does not answer like an etcd v2 client URL
+    (etcd's peer port, another HTTP server, etcd without ``--enable-v2``).  When
+    every endpoint failed it raises ``etcd.EtcdConnectionFailed`` naming each
+    endpoint and why.  A watch's long poll that times out raises
+    ``etcd.EtcdWatchTimedOut`` as python-etcd does.
+
+    :meth:`uncertain` tells, after a request, whether an attempt that failed
+    may have reached etcd (it was sent, then the connection broke or timed out),
+    so that the caller can report what happened rather than what the retry saw.
+    """
+
+    endpoints: tuple[str, ...] = ()
+    _base_uri: str
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.endpoints = (self._base_uri,)
+        self._attempts = threading.local()
+
+    def uncertain(self) -> bool:
+        """Whether an attempt of this thread's last request failed after it was sent."""
+        return bool(getattr(self._attempts, "uncertain", False))
+
+    def api_execute(
+        self, path: str, method: str, params: Any = None, timeout: float | None = None
+    ) -> Any:
+        if timeout is None:
+            timeout = self.read_timeout
+        if not path.startswith(SEP):
+            raise ValueError("Path does not start with /")
+        waiting = isinstance(params, dict) and params.get("wait") == "true"
+        endpoints = self.endpoints
+        first = endpoints.index(self._base_uri) if self._base_uri in endpoints else 0
+        failures: list[str] = []
+        cause: BaseException | None = None
+        self._attempts.uncertain = False
+        started = time.monotonic()
+        for step in range(len(endpoints)):
+            base = endpoints[(first + step) % len(endpoints)]
+            try:
+                response = self._send(base + path, method, params, timeout or None)
+                _ = response.data
+            except (urllib3.exceptions.HTTPError, HTTPException, OSError) as exc:
+                if waiting and isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+                    raise etcd.EtcdWatchTimedOut(f"Watch timed out: {exc!r}", cause=exc) from exc
+                failures.append(f"{base}: {_reason(exc)}")
+                cause = exc
+                if _maybe_sent(exc):
+                    self._attempts.uncertain = True
+                continue
+            problem = _not_etcd(response)
+            if problem is None and response.status >= 500:  # no leader, etcd's own timeout
+                problem = f"HTTP {response.status}: {_quoted(response.data)}"
+                self._attempts.uncertain = True
+            if problem is not None:
+                failures.append(f"{base}: {problem}")
+                continue
+            self._check_cluster_id(response)
+            self._base_uri = base
+            return self._handle_server_response(response)
+        raise etcd.EtcdConnectionFailed(
+            f"tried {len(failures)} of {len(endpoints)} in "
+            f"{time.monotonic() - started:.1f} s (read_timeout {self.read_timeout} s each): "
+            + "; ".join(failures),
+            cause=cause,
+        )
+
+    def _send(self, url: str, method: str, params: Any, timeout: float | None) -> Any:
+        """One HTTP request, its body not read yet (python-etcd's encoding)."""
+        options: dict[str, Any] = {
+            "fields": params,
+            "timeout": timeout,
+            "redirect": self.allow_redirect,
+            "headers": self._get_headers(),
+            "preload_content": False,
+        }
+        if method in (self._MGET, self._MDELETE):
+            return self.http.request(method, url, **options)
+        if method in (self._MPUT, self._MPOST):
+            return self.http.request_encode_body(method, url, encode_multipart=False, **options)
+        raise etcd.EtcdException(f"HTTP method {method} not supported")
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a request failed, in a few words (urllib3 wraps the cause)."""
+    reason = getattr(exc, "reason", None) or exc
+    return f"{type(reason).__name__}: {reason}"
+
+
+def _maybe_sent(exc: BaseException) -> bool:
+    """Whether a failed request may have reached the server: not when the
+    connection could not be made (refused, unreachable, connect timeout)."""
+    reason = (
+        getattr(exc, "reason", None) if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc
+    )
+    not_sent = (
+        urllib3.exceptions.NewConnectionError,
+        urllib3.exceptions.ConnectTimeoutError,
+        ConnectionRefusedError,
+    )
+    return not isinstance(reason, not_sent)
+
+
+def _quoted(body: bytes) -> str:
+    """The start of an answer's body, for a message."""
+    text = body[:_QUOTED_BODY].decode("utf-8", "replace").strip()
+    return repr(text + ("…" if len(body) > _QUOTED_BODY else ""))
+
+
+def _not_etcd(response: Any) -> str | None:
+    """Why ``response`` is not an etcd v2 keys answer, or None when it is one
+    (etcd sends ``X-Etcd-Index`` with every keys answer, errors too)."""
+    if response.getheader("x-etcd-index") is not None:
+        return None
+    try:
+        parsed = json.loads(response.data)
+    except (ValueError, UnicodeDecodeError):
+        parsed = None
+    if isinstance(parsed, dict) and ("errorCode" in parsed or "node" in parsed):
+        return None
+    return (
+        "this does not look like an etcd client URL (not an etcd v2 answer: etcd's peer "
+        "port, another HTTP server, or etcd without --enable-v2=true): "
+        f"HTTP {response.status}: {_quoted(response.data)}"
+    )
 
 
 class _Node(msgspec.Struct, gc=False):

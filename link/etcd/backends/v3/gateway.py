@@ -98,6 +98,19 @@ def _txn(t: v3.Txn) -> dict[str, Any]:
     }
 
 
+def serializable(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` (of ``/kv/range`` or ``/kv/txn``) with its ranges marked
+    ``serializable`` when it only reads (a txn of ranges only); see
+    :func:`.grpc.serializable`."""
+    if "success" not in body:
+        return {**body, "serializable": True} if "key" in body else body
+    ops = [*body["success"], *body["failure"]]
+    if all("request_range" in op for op in ops):
+        for op in ops:
+            op["request_range"]["serializable"] = True
+    return body
+
+
 # -- JSON answers -----------------------------------------------------------------
 
 
@@ -334,15 +347,29 @@ class _Refused(Exception):
         self.message = message
 
 
+#: Characters of a non-etcd answer quoted in an error message.
+QUOTED_BODY = 80
+
+
+def not_etcd(body: bytes) -> str:
+    """The message for an answer that is not etcd's JSON, its body cut short."""
+    text = body[:QUOTED_BODY].decode("utf-8", "replace").strip()
+    quoted = repr(text + ("…" if len(body) > QUOTED_BODY else ""))
+    return (
+        "this does not look like an etcd client URL (not etcd v3 JSON: etcd's peer "
+        f"port or another HTTP server?): {quoted}"
+    )
+
+
 def _refusal(response: Any) -> _Refused | Unreachable:
     """What an error answer means: the next member (502/503: no leader, stopping) or
     etcd's refusal with its gRPC code."""
     try:
         detail = response.json()
     except ValueError:
-        detail = {}
-    if not isinstance(detail, dict):
-        detail = {}
+        detail = None
+    if not isinstance(detail, dict) or not ({"code", "error", "message"} & detail.keys()):
+        return Unreachable(f"HTTP {response.status_code}: {not_etcd(response.content)}")
     message = str(detail.get("message") or detail.get("error") or response.text).strip()
     code = detail.get("code")
     if response.status_code in (502, 503) or code in v3.RETRY_ELSEWHERE:
@@ -357,17 +384,14 @@ def answer(response: Any, url: str, key: str | None, *, retoken: bool) -> bytes 
     response, read); None, only with ``retoken``, when etcd refused the token
     (get a new one and send the request once more).
 
-    :raises Unreachable: 502/503, or a refusal that means "try the next member".
-    :raises EtcdError: etcd refused the request, or the answer is not etcd's JSON.
+    :raises Unreachable: 502/503, a refusal that means "try the next member", or an
+        answer that is not etcd's JSON (etcd's peer port, another HTTP server).
+    :raises EtcdError: etcd refused the request.
     """
     if response.status_code == 200:
         content: bytes = response.content
         if not content.lstrip().startswith(b"{"):
-            raise EtcdError(
-                f"{url} did not answer with etcd v3 JSON: {response.text[:200]!r}",
-                endpoints=(url,),
-                key=key,
-            )
+            raise Unreachable(f"HTTP 200: {not_etcd(content)}")
         return content
     refusal = _refusal(response)
     if isinstance(refusal, Unreachable):
@@ -449,7 +473,10 @@ class GatewayTransport:
     def call(self, request: v3.Request, key: str | None = None) -> v3.Result:
         """Send ``request`` to the first member that answers; see :class:`.transport.Transport`."""
         path, to_json, decoder, to_result = CALLS[type(request)]
-        body = json.dumps(to_json(request))
+        fields = to_json(request)
+        if self.settings.serializable_reads and type(request) in (v3.Range, v3.Txn):
+            fields = serializable(fields)
+        body = json.dumps(fields)
 
         def send(member: _Endpoint) -> v3.Result:
             return to_result(decoder.decode(self._post(member, path, body, key)))  # type: ignore[no-any-return]

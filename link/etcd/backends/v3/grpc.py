@@ -92,6 +92,21 @@ def _txn(t: v3.Txn) -> Any:
     return message
 
 
+def serializable(message: Any) -> Any:
+    """``message`` with its ranges marked ``serializable`` (answered by the member
+    asked, without a quorum) when it only reads: a ``RangeRequest``, or a
+    ``TxnRequest`` of ranges only (etcd serves a txn locally only then).  For the
+    ``serializable_reads`` setting."""
+    if isinstance(message, pb.RangeRequest):
+        message.serializable = True
+    elif isinstance(message, pb.TxnRequest):
+        ops = [*message.success, *message.failure]
+        if all(op.WhichOneof("request") == "request_range" for op in ops):
+            for op in ops:
+                op.request_range.serializable = True
+    return message
+
+
 # -- messages to results ----------------------------------------------------------
 
 
@@ -317,7 +332,10 @@ def _not_connected(member: Endpoint) -> str | None:
     try:
         member.unary[v3.Status](pb.StatusRequest(), timeout=0.2)
     except grpc.RpcError as exc:
-        return f"could not connect: {status(exc)[1]}"
+        details = status(exc)[1]
+        if "HTTP/2" in details or "http1" in details.lower():  # it speaks HTTP/1 only
+            details = f"this does not look like an etcd client URL: {details[:200]}"
+        return f"could not connect: {details}"
     return None
 
 
@@ -404,6 +422,8 @@ class GrpcTransport:
         kind = type(request)
         _, to_message, _, to_result = UNARY[kind]
         message = to_message(request)
+        if self.settings.serializable_reads:
+            message = serializable(message)
 
         def send(member: Endpoint) -> v3.Result:
             answer = self._unary(member, kind, message, key)
@@ -459,8 +479,9 @@ class GrpcTransport:
             if len(pending) >= limit:
                 results.append(self._finish(*pending.popleft(), key))
             _, to_message, _, _ = UNARY[type(request)]
+            message = to_message(request)
             future = member.unary[type(request)].future(
-                to_message(request),
+                serializable(message) if self.settings.serializable_reads else message,
                 timeout=self.settings.read_timeout,
                 metadata=metadata,
                 wait_for_ready=True,

@@ -12,6 +12,7 @@ the member that answered.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Generic, Protocol, TypeVar
 
@@ -103,6 +104,8 @@ class Tries(Generic[M]):
         self._tried: list[str] = []
         self._index = failover.current
         self._timed_out = False
+        self._started = time.monotonic()
+        self._reasons: list[str] = []
         self.last: Unreachable | None = None
 
     def __iter__(self) -> Iterator[M]:
@@ -120,6 +123,7 @@ class Tries(Generic[M]):
     def failed(self, exc: Unreachable) -> None:
         self._timed_out = self._timed_out or exc.timed_out
         self.last = exc
+        self._reasons.append(f"{self._failover.urls[self._index]}: {exc}")
 
     def error(self) -> EtcdConnectionFailed:
         """:class:`EtcdConnectionFailed` (:class:`EtcdTimeout` when one timed out)
@@ -127,8 +131,9 @@ class Tries(Generic[M]):
         failover = self._failover
         error = EtcdTimeout if self._timed_out else EtcdConnectionFailed
         return error(
-            f"no etcd endpoint answered (tried {len(self._tried)} of {len(failover.members)}, "
-            f"{failover.read_timeout} s each): {self.last}",
+            f"no etcd endpoint answered (tried {len(self._tried)} of {len(failover.members)} "
+            f"in {time.monotonic() - self._started:.1f} s, read_timeout "
+            f"{failover.read_timeout} s each): {'; '.join(self._reasons)}",
             endpoints=self._tried,
             key=self._key,
         )
