@@ -21,6 +21,7 @@ from link.etcd.settings import (
     EtcdSettings,
     conf_search_path,
     load_settings,
+    mask_uri,
     parse_uri,
     read_conf_file,
     read_environ,
@@ -721,3 +722,154 @@ def test_allow_reconnect_false_takes_a_single_endpoint() -> None:
     assert load_settings(allow_reconnect=False, host="h").urls == ("http://h:2379",)
     with pytest.raises(EtcdSettingsError, match="allow_reconnect.*2 were given"):
         load_settings(allow_reconnect=False, endpoints="a:1, b:2")
+
+
+# --------------------------------------------------------------------------
+# TLS files, origins of cross-field errors, passwords in messages
+# --------------------------------------------------------------------------
+
+SECRET = "s3cr3t-Pw"
+
+
+@pytest.mark.parametrize("name", ["ca_cert", "cert"])
+def test_missing_tls_file_is_a_settings_error_naming_the_setting(tmp_path: Path, name: str) -> None:
+    missing = str(tmp_path / "missing.pem")
+    with pytest.raises(EtcdSettingsError) as info:
+        load(**{name: missing})
+    assert f"keyword argument {name!r}" in str(info.value) and missing in str(info.value)
+    with pytest.raises(EtcdSettingsError, match=f"setting {name!r}"):
+        EtcdSettings(**{name: missing})  # type: ignore[arg-type]
+
+
+def test_missing_client_key_and_a_directory_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(EtcdSettingsError, match="'cert_key'.*No such file"):
+        load(cert=str(SHIPPED_CONF), cert_key=str(tmp_path / "k.pem"))
+    with pytest.raises(EtcdSettingsError, match="'ca_cert'.*directory"):
+        load(ca_cert=str(tmp_path))
+    assert load(cert=str(SHIPPED_CONF), cert_key=str(SHIPPED_CONF)).cert_key == str(SHIPPED_CONF)
+
+
+def test_tls_file_error_names_the_layer_it_came_from(tmp_path: Path) -> None:
+    conf = write_conf(tmp_path, "ca_cert = /no/such/ca.pem")
+    with pytest.raises(EtcdSettingsError, match=rf"{re.escape(str(conf))}: \[ETCD\] ca_cert"):
+        load(conf_files=[conf])
+    with pytest.raises(EtcdSettingsError, match="environment variable LINK_ETCD_CERT:"):
+        load(environ={"LINK_ETCD_CERT": "/no/such/cert.pem"})
+    with pytest.raises(
+        EtcdSettingsError, match=r"URI 'etcds://u:\*\*\*@h\?ca_cert=/no' \(ca_cert\)"
+    ):
+        load(uri=f"etcds://u:{SECRET}@h?ca_cert=/no")
+    # a stronger layer that fixes it wins: the weaker value is never checked
+    assert load(conf_files=[conf], ca_cert="").ca_cert is None
+
+
+@pytest.mark.parametrize(
+    ("body", "environ", "origin"),
+    [
+        ("cert_key = /k.pem", {}, "[ETCD] cert_key"),
+        (f"password = {SECRET}", {}, "[ETCD] password"),
+        ("", {"LINK_ETCD_PASSWORD": SECRET}, "environment variable LINK_ETCD_PASSWORD"),
+        ("", {"LINK_ETCD_CERT_KEY": "/k"}, "environment variable LINK_ETCD_CERT_KEY"),
+        ("endpoints = http://a, https://b", {}, "[ETCD] endpoints"),
+    ],
+)
+def test_cross_field_errors_name_their_origin(
+    tmp_path: Path, body: str, environ: dict[str, str], origin: str
+) -> None:
+    conf = write_conf(tmp_path, body)
+    with pytest.raises(EtcdSettingsError) as info:
+        load(conf_files=[conf], environ=environ)
+    assert origin in str(info.value)
+    assert SECRET not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        (f"password = {SECRET}\n[ETCD]\n", "line 1"),
+        (f"[ETCD]\nusername = u\npassword = {SECRET}\npassword = {SECRET}\n", "line 4"),
+        (f"[ETCD]\nusername = u\n={SECRET}\n", "line(s) 3"),
+        (f"[ETCD]\n[ETCD]\npassword = {SECRET}\n", "line 2"),
+        (f"[ETCD]\nhost = a\n password = {SECRET}\n", "[ETCD] host"),
+        (f"[ETCD]\nendpoints = a:1\n  Password: {SECRET}\n", "[ETCD] endpoints"),
+    ],
+)
+def test_conf_file_errors_never_quote_a_password(tmp_path: Path, text: str, where: str) -> None:
+    conf = tmp_path / "bad.conf"
+    conf.write_text(text)
+    with pytest.raises(EtcdSettingsError) as info:
+        read_conf_file(conf)
+    assert where in str(info.value) and str(conf) in str(info.value)
+    assert SECRET not in str(info.value) and info.value.__cause__ is None
+    assert info.value.__suppress_context__
+
+
+def test_continued_values_are_still_read(tmp_path: Path) -> None:
+    conf = write_conf(tmp_path, "endpoints = a:1,\n  b:2\n  c:3")
+    assert read_conf_file(conf) == {"endpoints": ("a:1", "b:2", "c:3")}
+
+
+@pytest.mark.parametrize(
+    ("uri", "shown"),
+    [
+        (f"etcd://u:{SECRET}@h/app", "etcd://u:***@h/app"),
+        (f"etcd://u:a/{SECRET}@h/app", "etcd://u:***@h/app"),
+        (f"etcd://u:a?{SECRET}@h", "etcd://u:***@h"),
+        (f"etcd://u:a#{SECRET}@h:1", "etcd://u:***@h:1"),
+        (f"etcd://u:a@b/{SECRET}@h", "etcd://u:***@h"),
+        (f"etcd://h?api=v2&password={SECRET}&x=1", "etcd://h?api=v2&password=***"),
+        (f"etcd://h?password=a&{SECRET}#{SECRET}", "etcd://h?password=***"),
+        ("etcd://h:2379/app?username=a@b", "etcd://h:2379/app?username=a@b"),
+        (f"u:{SECRET}@h", "***"),
+    ],
+)
+def test_mask_uri(uri: str, shown: str) -> None:
+    assert mask_uri(uri) == shown
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        f"etcd://u:a/{SECRET}@h",
+        f"etcd://u:a?{SECRET}@h",
+        f"etcd://u:a#{SECRET}@h",
+        f"etcd://u:{SECRET}#@h:2379",
+        f"etcd://u@h?password=a&{SECRET}",
+        f"etcd://u@h?password=a#{SECRET}",
+        f"etcd://u:{SECRET}@h:70000",
+        f"etcd://u:{SECRET}@h?port=x",
+    ],
+)
+def test_uri_errors_never_show_the_password(uri: str) -> None:
+    with pytest.raises(EtcdSettingsError) as info:
+        parse_uri(uri)
+    assert SECRET not in str(info.value) and SECRET not in repr(info.value)
+
+
+def test_encoded_password_with_reserved_characters_round_trips() -> None:
+    password = "a/b?c#d@e:f"
+    values = parse_uri(f"etcd://u:{quote(password, safe='')}@h/app")
+    assert values["password"] == password and values["prefix"] == "/app"
+
+
+def test_every_field_has_a_coercer_and_one_declaration() -> None:
+    for field in dataclasses.fields(EtcdSettings):
+        assert callable(field.metadata["link.etcd.coerce"]), field.name
+    assert FIELD_NAMES == tuple(field.name for field in dataclasses.fields(EtcdSettings))
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "value"),
+    [("port", "1e3", 1000), ("port", 2379.0, 2379), ("read_timeout", " 2.5 ", 2.5)],
+)
+def test_numbers_are_parsed_by_msgspec(name: str, raw: object, value: object) -> None:
+    assert getattr(load(**{name: raw}), name) == value
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [("port", 2379.5), ("port", "0x10"), ("max_txn_ops", "1_000"), ("read_timeout", "inf")],
+)
+def test_numbers_msgspec_refuses(name: str, raw: object) -> None:
+    with pytest.raises(EtcdSettingsError, match=f"'{name}'"):
+        load(**{name: raw})

@@ -40,10 +40,17 @@ def _unencoded_userinfo(rest: str) -> bool:
     """A password holding a raw ``/``, ``?`` or ``#``: the authority ends before its ``@``.
 
     ``u:pa/ss@h`` ends its authority at ``u:pa``, which is not a host list,
-    and an ``@`` follows; ``h:2379/app?username=a@b`` is a valid URI.
+    and an ``@`` follows; so does ``u:p@q/ss@h``, whose authority has a
+    password and whose path an ``@``.  ``h:2379/app?username=a@b`` is a
+    valid URI.
     """
-    netloc = rest[: _authority_end(rest)]
-    return "@" not in netloc and "@" in rest and not _hosts_parse(netloc)
+    end = _authority_end(rest)
+    netloc = rest[:end]
+    if "@" not in rest[end:]:
+        return False
+    if "@" in netloc:
+        return ":" in netloc.rpartition("@")[0]
+    return not _hosts_parse(netloc)
 
 
 def mask_uri(uri: str) -> str:
