@@ -69,6 +69,11 @@ class EtcdSettings:
     :param transport: how v3 reaches etcd: ``"grpc"`` (default; native gRPC) or
         ``"gateway"`` (etcd's HTTP/JSON gateway under ``/v3/``, for networks
         where only HTTP/1.1 passes).  Ignored by v2.
+    :param serializable_reads: reads answered by the member asked, without a
+        quorum: faster, but a follower may return a value older than the last
+        write, and a member cut off from the majority answers with old data
+        (v3: ``serializable`` ranges; v2: no ``quorum=true``).  Off by default:
+        reads are linearizable on both APIs; see [reliability](reliability.md).
     :raises EtcdSettingsError: a value has a bad type or value, a TLS file
         (``ca_cert``, ``cert``, ``cert_key``) cannot be read, or fields
         contradict each other (``cert_key`` without ``cert``, ``password``
