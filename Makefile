@@ -5,13 +5,13 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS ?= test,pydantic,b3j0f,dev
+EXTRAS ?= test,pydantic,b3j0f,dev,docs
 # the oldest protobuf supported; the main venv gets the newest
 PROTOBUF_OLDEST ?= 4.21.12
 OLD := .venv-protobuf-oldest
 OLD_STAMP := $(OLD)/.installed
 
-.PHONY: venv demo test test-protobuf-oldest b3j0f-suite lint bench clean
+.PHONY: venv demo test docs test-protobuf-oldest b3j0f-suite lint bench clean
 
 venv: $(STAMP)
 
@@ -40,6 +40,12 @@ $(OLD_STAMP): pyproject.toml setup.py
 test-protobuf-oldest: $(OLD_STAMP)
 	$(OLD)/bin/python -c "import google.protobuf as p; assert p.__version__ == '$(PROTOBUF_OLDEST)', p.__version__"
 	$(OLD)/bin/python -m pytest -q -p no:cacheprovider tests/test_v3_transports.py tests/test_middleware.py tests/test_watch.py -k "not v2 and not beside"
+
+# the documentation site (Sphinx + MyST) into build/docs, warnings as errors; the
+# settings table of docs/configuration.md must match link.etcd.settings
+docs: $(STAMP)
+	$(BIN)/python tools/gen_settings_reference.py --check
+	$(BIN)/python -m sphinx -W --keep-going -q -b html docs build/docs
 
 b3j0f-suite: $(STAMP)
 	$(BIN)/python tools/run_b3j0f_suite.py
