@@ -24,7 +24,7 @@ LAYERS = ["/config/defaults", "/config/prod", "/config/prod/web-1"]
 
 class Database(BaseModel):
     host: str = "localhost"
-    port: int = Field(5432, gt=0, lt=65536)
+    port: int = Field(default=5432, gt=0, lt=65536)
 
 
 def settings_class(client: EtcdMiddleware, layers: list[str] = LAYERS) -> type[BaseSettings]:
@@ -201,12 +201,9 @@ def test_a_change_outside_the_layers_is_not_read(client: EtcdMiddleware) -> None
 
 @pytest.fixture
 def driver(etcd_server: Any, etcd_prefix: str, api: str) -> EtcdConfDriver:
-    return EtcdConfDriver(
-        endpoints=[etcd_server.endpoint],
-        **connection(api),
-        prefix=etcd_prefix,
-        layers=["/config/defaults", "/config/prod"],
-    )
+    settings: dict[str, Any] = {"endpoints": [etcd_server.endpoint], **connection(api)}
+    layers = ["/config/defaults", "/config/prod"]
+    return EtcdConfDriver(layers=layers, prefix=etcd_prefix, **settings)
 
 
 def configurable_class(driver: EtcdConfDriver) -> type:

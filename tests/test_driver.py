@@ -58,7 +58,8 @@ def test_tutorial_verbatim_in_a_fresh_interpreter(etcd_server: Any, etcd_prefix:
 
 @pytest.fixture
 def driver(etcd_server: Any, etcd_prefix: str, api: str) -> EtcdConfDriver:
-    return EtcdConfDriver(endpoints=[etcd_server.endpoint], **connection(api), prefix=etcd_prefix)
+    settings: dict[str, Any] = {"endpoints": [etcd_server.endpoint], **connection(api)}
+    return EtcdConfDriver(prefix=etcd_prefix, **settings)
 
 
 def _configurable(driver: EtcdConfDriver) -> type:
@@ -128,7 +129,8 @@ def test_missing_path_means_no_configuration(driver: EtcdConfDriver) -> None:
     class WithDefault:
         pass
 
-    assert WithDefault().port == 5432
+    defaulted: Any = WithDefault()
+    assert defaulted.port == 5432
 
 
 def test_old_and_new_import_paths_are_the_same_class() -> None:
@@ -149,6 +151,7 @@ def test_one_read_request_per_load(driver: EtcdConfDriver, etcd_server: Any, api
     driver.client["/svc/app.conf"] = {"DB": {"host": "h", "port": 1, "debug": False}}
     cls = _configurable(driver)  # decorating applies the configuration once too
     before = request_count(etcd_server.endpoint, connection(api)["api"])
+    assert before is not None
     assert cls().host == "h"
     assert (
         request_count(etcd_server.endpoint, connection(api)["api"]) == before + 1

@@ -74,7 +74,8 @@ def test_precedence_env_over_etcd(client: EtcdMiddleware, monkeypatch: pytest.Mo
     settings: Any = settings_class(client)()
     assert settings.debug is False  # environment wins
     assert settings.db.host == "from-etcd"
-    assert settings_class(client)(debug=True).debug is True  # arguments win over all
+    given: Any = settings_class(client)(debug=True)
+    assert given.debug is True  # arguments win over all
 
 
 def test_missing_subtree_gives_defaults(client: EtcdMiddleware) -> None:
@@ -115,7 +116,7 @@ def test_old_and_new_import_paths_are_the_same_class() -> None:
 
 def test_field_constraints_name_the_etcd_key(client: EtcdMiddleware) -> None:
     class Limited(BaseSettings):
-        port: int = Field(1, gt=0)
+        port: int = Field(default=1, gt=0)
 
         @classmethod
         def settings_customise_sources(

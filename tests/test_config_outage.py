@@ -1,0 +1,167 @@
+"""A service across an etcd outage, in separate processes (v3 over gRPC and v2):
+etcd up → the service runs and saves its cache; etcd stopped → a new process
+boots from the cache and says so; etcd started → it reloads the current
+configuration, and later changes arrive.  The time from etcd answering again to
+the configuration being current is measured and printed (not asserted)."""
+
+import json
+import queue
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from link.etcd import EtcdMiddleware
+from link.etcd.testing import EtcdServer
+
+WAIT = 20.0
+
+SERVICE = textwrap.dedent(
+    """
+    import json, sys, time
+    from pydantic_settings import BaseSettings
+    from link.etcd.pydantic_source import EtcdSettingsSource
+
+    LAYERS = ["/config/defaults", "/config/prod"]
+    SOURCE = dict(endpoints=[sys.argv[1]], api=sys.argv[2], cache_file=sys.argv[3],
+                  read_timeout=1)
+
+    class ServiceSettings(BaseSettings):
+        port: int = 8080
+        host: str = "localhost"
+
+        @classmethod
+        def settings_customise_sources(cls, settings_cls, init_settings, env_settings,
+                                       dotenv_settings, file_secret_settings):
+            return init_settings, EtcdSettingsSource(settings_cls, LAYERS, **SOURCE)
+
+    source = EtcdSettingsSource(ServiceSettings, LAYERS, **SOURCE)
+
+    def report(old, new, changed):
+        print(json.dumps({"port": new.port, "host": new.host, "stale": source.stale,
+                          "revision": source.revision, "changed": changed,
+                          "at": time.time()}), flush=True)
+
+    live = source.watch(report, retry_seconds=0.1)
+    sys.stdin.read()  # until the test closes stdin
+    live.stop()
+    """
+)
+
+
+class Service:
+    """The service script in its own process; its JSON lines in a queue."""
+
+    def __init__(self, script: Path, endpoint: str, api: str, cache: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(script), endpoint, api, str(cache)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.stderr: list[str] = []
+        assert self.process.stdout is not None and self.process.stderr is not None
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True),
+            threading.Thread(
+                target=self.stderr.extend, args=(self.process.stderr,), daemon=True
+            ),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.lines.put(json.loads(line))
+
+    def next(self) -> dict[str, Any]:
+        try:
+            return self.lines.get(timeout=WAIT)
+        except queue.Empty:
+            message = "no configuration line; stderr:\n" + "".join(self.stderr)
+            raise AssertionError(message) from None
+
+    def said(self, text: str) -> str:
+        """All of stderr once it holds ``text`` (waiting up to WAIT seconds)."""
+        deadline = time.monotonic() + WAIT
+        while text not in "".join(self.stderr) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return "".join(self.stderr)
+
+    def stop(self) -> None:
+        try:
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+            self.process.wait(timeout=WAIT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=WAIT)
+        for reader in self._readers:
+            reader.join(timeout=WAIT)
+
+
+@pytest.fixture
+def server() -> Iterator[EtcdServer]:
+    with EtcdServer(enable_v2=True) as server:
+        yield server
+
+
+@pytest.mark.parametrize("api", ["v3", "v2"])
+def test_boot_from_cache_during_an_outage_then_reload(
+    server: EtcdServer, tmp_path: Path, api: str
+) -> None:
+    script = tmp_path / "service.py"
+    script.write_text(SERVICE)
+    cache = tmp_path / "config.json"
+    with EtcdMiddleware(endpoints=[server.endpoint], api=api, read_timeout=2) as client:
+        client["/config/defaults"] = {"port": 1, "host": "h"}
+        client["/config/prod"] = {"port": 2}
+
+        first = Service(script, server.endpoint, api, cache)
+        try:
+            line = first.next()
+            assert (line["port"], line["host"], line["stale"]) == (2, "h", False)
+        finally:
+            first.stop()
+        assert cache.exists()
+
+        server.kill(graceful=True)  # data kept; nothing answers on the port
+        second = Service(script, server.endpoint, api, cache)
+        try:
+            line = second.next()
+            assert (line["port"], line["stale"]) == (2, True)
+            warning = second.said("stale until etcd answers")
+            assert str(cache) in warning and "stale until etcd answers" in warning
+            assert "saved" in warning  # says since when
+
+            started = time.time()
+            server.start()  # returns when etcd's /health answers
+            ready = time.time()
+            line = second.next()
+            assert (line["port"], line["stale"]) == (2, False)
+            print(
+                f"\n{api}: configuration current {line['at'] - started:.3f} s after etcd was "
+                f"started, {line['at'] - ready:+.3f} s after its /health answered"
+            )
+
+            client["/config/prod/port"] = 3
+            line = second.next()
+            assert (line["port"], line["stale"], line["changed"]) == (3, False, ["port"])
+
+            server.kill(graceful=True)  # etcd down later: the service keeps port 3
+            server.start()
+            written = time.time()
+            client["/config/prod/port"] = 4  # the watch reconnects and delivers it
+            line = second.next()
+            assert (line["port"], line["stale"]) == (4, False)
+            print(f"{api}: after a restart, a change arrived {line['at'] - written:.3f} s later")
+        finally:
+            second.stop()
