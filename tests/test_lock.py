@@ -346,7 +346,7 @@ def etcdctl(server: Any, *args: str) -> Any:
 def revoke_leftover(server: Any, key: str) -> None:
     """Revoke the session lease an ``etcdctl lock``/``elect`` process left behind:
     etcdctl 3.5 releases the key on SIGINT but lets its lease expire (elect: 60 s)."""
-    server.etcdctl("lease", "revoke", key.rsplit("/", 1)[1], check=False)
+    server.etcdctl("lease", "revoke", key.rsplit("/", 1)[-1], check=False)
 
 
 def test_etcdctl_lock_waits_for_ours(grpc: EtcdMiddleware, etcd_server: Any) -> None:
