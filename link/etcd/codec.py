@@ -349,20 +349,21 @@ def nest(pairs: Iterable[Sequence[Any]], base: str) -> Nested:
     start = len(base) + 1
     directories: dict[str, dict[Any, Any]] = {"": root}  # relative key -> directory
 
-    def directory(rel: str) -> dict[Any, Any]:  # once per directory, top down (no recursion)
-        missing = [rel]
-        above = rel.rpartition(SEP)[0]
-        while above not in directories:
-            missing.append(above)
-            above = above.rpartition(SEP)[0]
-        parent = directories[above]
-        for each in reversed(missing):
-            name = each.rpartition(SEP)[2]
-            node = parent.get(name)
-            if node is None or node.__class__ is bytes:
-                node = parent[name] = {} if node is None else {VALUE: node}
-            directories[each] = parent = node
-        return parent
+    def directory(rel: str) -> dict[Any, Any]:  # once per directory, from its parent
+        above, _, name = rel.rpartition(SEP)
+        parent = directories.get(above)
+        if parent is None:  # unseen ancestors too: made top down, without recursion
+            missing = [above]
+            while (above := above.rpartition(SEP)[0]) not in directories:
+                missing.append(above)
+            for each in reversed(missing):
+                directory(each)  # its parent exists now: no deeper call
+            parent = directories[missing[0]]
+        node = parent.get(name)
+        if node is None or node.__class__ is bytes:
+            node = parent[name] = {} if node is None else {VALUE: node}
+        directories[rel] = node
+        return node
 
     for pair in pairs:
         key, raw = pair[0], pair[1]
