@@ -389,6 +389,10 @@ class EtcdMiddleware(MutableMapping[str, Any]):
     def __delitem__(self, path: str) -> None:
         """Delete the leaf or the whole subtree at ``path`` (v3: one ``txn``).
 
+        v3: when the member asked did not answer and the delete was sent again to
+        another member that found nothing, the first attempt may have deleted the
+        keys: that counts as deleted (no ``KeyError``; nothing is stored now).
+
         :raises EtcdKeyNotFound: nothing was stored there.
         """
         key, _ = self._writable(path)

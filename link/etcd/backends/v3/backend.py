@@ -138,7 +138,9 @@ class V3Backend:
         self.run(engine.replace(key, node, ancestors, self.limits, lease=lease), key)
 
     def delete(self, key: str) -> int:
-        """Delete ``key`` and everything below it in one txn; how many keys."""
+        """Delete ``key`` and everything below it in one txn; how many keys (-1: the
+        answer came from a retry on another member that found nothing, after an
+        attempt that may have deleted them; see :func:`.engine.delete`)."""
         return self.run(engine.delete(key), key)  # type: ignore[no-any-return]
 
     def replace_if(
