@@ -189,10 +189,17 @@ def test_release_of_an_unheld_lock_raises(grpc: EtcdMiddleware) -> None:
         lock.release()
 
 
-def test_mutual_exclusion_with_increasing_tokens(grpc: EtcdMiddleware) -> None:
-    """8 threads x 25 critical sections: never two inside, and the tokens of the
-    successive holders increase strictly, as the record in etcd shows."""
+def test_mutual_exclusion_with_increasing_tokens(cluster: EtcdCluster, etcd_prefix: str) -> None:
+    """8 threads x 25 critical sections, each thread with its own client talking to
+    one of 3 members first: never two inside, and the tokens of the successive
+    holders increase strictly, as the record in etcd shows."""
     threads, sections = 8, 25
+    before = leases(cluster)
+    members = list(cluster.endpoints)
+    clients = [
+        EtcdMiddleware(endpoints=members[n % 3 :] + members[: n % 3], prefix=etcd_prefix)
+        for n in range(threads)
+    ]
     inside: list[int] = []
     overlaps: list[tuple[int, int]] = []
     entered: list[int] = []
@@ -200,8 +207,9 @@ def test_mutual_exclusion_with_increasing_tokens(grpc: EtcdMiddleware) -> None:
     guard = threading.Lock()
 
     def work(number: int) -> None:
+        client = clients[number]
         try:
-            lock = grpc.lock("/locks/shared", ttl=10, timeout=60)
+            lock = client.lock("/locks/shared", ttl=10, timeout=60)
             for _ in range(sections):
                 with lock:
                     token = lock.token
@@ -211,7 +219,9 @@ def test_mutual_exclusion_with_increasing_tokens(grpc: EtcdMiddleware) -> None:
                             overlaps.append((inside[0], number))
                         inside.append(number)
                         entered.append(token)
-                    grpc.transform("/record", lambda r, t=token: [*r, t], default=[], if_held=lock)
+                    client.transform(
+                        "/record", lambda r, t=token: [*r, t], default=[], if_held=lock
+                    )
                     time.sleep(0.001)
                     with guard:
                         inside.remove(number)
@@ -228,8 +238,11 @@ def test_mutual_exclusion_with_increasing_tokens(grpc: EtcdMiddleware) -> None:
     assert not overlaps
     assert len(entered) == threads * sections
     assert all(a < b for a, b in zip(entered, entered[1:], strict=False))
-    assert grpc["/record"] == entered
-    assert grpc.children("/locks/shared") == []
+    assert clients[0]["/record"] == entered
+    assert clients[1].children("/locks/shared") == []
+    for client in clients:
+        client.close()
+    assert wait_until(lambda: leases(cluster) <= before, 5), "a lease was leaked"
 
 
 # -- timeouts ---------------------------------------------------------------------
@@ -252,16 +265,30 @@ def test_timeout_raises_and_never_runs_the_block(grpc: EtcdMiddleware, etcd_serv
     assert grpc.children("/locks/a") == []
 
 
-def test_a_waiter_gets_the_lock_on_release(grpc: EtcdMiddleware) -> None:
-    first = grpc.lock("/locks/a", ttl=10)
-    second = grpc.lock("/locks/a", ttl=10)
+@pytest.mark.parametrize("transport", ["grpc", "gateway"])
+def test_a_waiter_gets_the_lock_on_release(
+    etcd_server: Any, etcd_prefix: str, transport: str
+) -> None:
+    client = EtcdMiddleware(
+        endpoints=[etcd_server.endpoint], prefix=etcd_prefix, transport=transport
+    )
+    first = client.lock("/locks/a", ttl=10)
+    second = client.lock("/locks/a", ttl=10)
+    third = client.lock("/locks/a", ttl=10)
     assert first.acquire()
     timer = threading.Timer(0.3, first.release)
     timer.start()
     assert second.acquire(timeout=10)
     timer.join()
     assert second.token is not None and first.token is None
-    second.release()
+    assert third.acquire(timeout=0.2) is False
+    timer = threading.Timer(0.3, second.release)
+    timer.start()
+    assert third.acquire(timeout=10)
+    timer.join()
+    third.release()
+    assert client.children("/locks/a") == []
+    client.close()
 
 
 # -- lost leases, crashed holders (3 members) -------------------------------------
