@@ -169,6 +169,16 @@ CASES: list[Case] = [
     invalid("cas-bad-new", lambda c: c.client.compare_and_swap("/seed/x", "y", 1j), "complex"),
     invalid("append-bad-item", lambda c: c.client.append("/seed/old/l", {2: 1}), "int"),
     invalid("append-surrogate", lambda c: c.client.append("/seed/old/l", "\ud800"), "surrogate"),
+    invalid(
+        "update-bad-second-value",
+        lambda ctx: ctx.client.update({"/seed/x": "new", "/seed/y": {"z": math.inf}}),
+        "/seed/y/z",
+    ),
+    invalid(
+        "update-bad-second-path",
+        lambda ctx: ctx.client.update({"/seed/x": "new", "/seed/../y": 1}),
+        "'/seed/../y'",
+    ),
     invalid("transform-bad-result", lambda c: c.client.transform("/seed/x", lambda v: {v}), "set"),
     invalid(
         "create-v2-nonutf8-bytes",
