@@ -910,6 +910,7 @@ class V2Watch:
         self._cancelled = threading.Event()
         self._member = 0
         self._response: Any = None
+        self._client: etcd.Client | None = None  # the backend's, when iteration starts
 
     def cancel(self) -> None:
         """Stop the watch; a blocked iteration ends."""
@@ -917,8 +918,17 @@ class V2Watch:
         _shut(self._response)
 
     @property
+    def _http(self) -> etcd.Client:
+        """The python-etcd client of the backend when the iteration started (its
+        urllib3 pool, TLS settings and auth headers), kept: a watch cancelled by
+        the backend's ``close()`` must not open a new one."""
+        if self._client is None:
+            self._client = self._backend.client
+        return self._client
+
+    @property
     def _url(self) -> str:
-        client = self._backend.client
+        client = self._http
         return self._backend.endpoints[self._member] + client.key_endpoint + _quote(self._key)
 
     def _next_member(self, reason: str, failures: int) -> float:
@@ -965,7 +975,7 @@ class V2Watch:
         :raises _PollFailed: the member did not answer usefully.
         :raises EtcdCompacted: the index to resume from left etcd's history.
         """
-        client = self._backend.client
+        client = self._http
         fields = {"wait": "true", "recursive": "true"}
         if self._index:
             fields["waitIndex"] = str(self._index)
@@ -1027,7 +1037,7 @@ class V2Watch:
     def _quorum_failure(self) -> str | None:
         """Why the member polled cannot answer a quorum ``GET`` of the key within
         ``read_timeout``, or None when it can."""
-        client = self._backend.client
+        client = self._http
         url = self._backend.endpoints[self._member]
         try:
             response = client.http.request(

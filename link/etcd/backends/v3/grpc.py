@@ -528,11 +528,13 @@ class GrpcTransport:
     def open_watch(self, create: v3.WatchCreate, key: str | None = None) -> GrpcWatchStream:
         """A watch stream on the member :attr:`failover` tries first.
 
-        :raises Unreachable: its channel did not become ready within ``read_timeout``.
+        The iteration raises :class:`.transport.Unreachable` when the member sends no
+        first answer within ``read_timeout``.
         """
         _, member = next(self.failover.order())
-        if not _ready(member.channel, self.settings.read_timeout):
-            raise Unreachable(f"{member.url} did not accept a watch", timed_out=True)
+        # no channel_ready_future here: its polling thread fails when the client
+        # closes the channel meanwhile; the stream's watchdog gives up on a member
+        # that sends no first answer within read_timeout instead
         return GrpcWatchStream(self, member, watch_request(create), key)
 
     def close(self) -> None:
@@ -562,13 +564,14 @@ class GrpcWatchStream:
         self._key = key
         self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._requests.put(create)
-        self._last = time.monotonic()
+        self._last = self._opened = time.monotonic()
         self._done = threading.Event()
         self._hung = False
         self._check = pb.RangeRequest(key=create.create_request.key, limit=1, keys_only=True)
         self._call = member.watch(
             iter(self._requests.get, None),
             metadata=(*(transport._metadata(member) or ()), REQUIRE_LEADER),
+            wait_for_ready=True,
         )
         self._watchdog = threading.Thread(
             target=self._watch_dog, name=f"link.etcd.watchdog {member.url}", daemon=True
@@ -577,6 +580,12 @@ class GrpcWatchStream:
 
     def _watch_dog(self) -> None:
         timeout = self._transport.settings.read_timeout
+        if self._done.wait(timeout):
+            return
+        if self._last == self._opened:  # no first answer: refused, down or hung
+            self._hung = True
+            self._call.cancel()
+            return
         while not self._done.wait(max(0.0, self._last + WATCH_IDLE_SECONDS - time.monotonic())):
             if time.monotonic() - self._last < WATCH_IDLE_SECONDS:
                 continue  # an answer came meanwhile

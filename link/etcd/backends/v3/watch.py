@@ -103,6 +103,10 @@ class V3Watch:
             except EtcdAuthError as exc:
                 self._refused(exc)
                 reason = f"refused, authenticating again: {exc}"
+            except Exception:
+                if self._cancelled.is_set():
+                    return  # e.g. the client closed the channel while the stream opened
+                raise
             if self._cancelled.is_set():
                 return
             delay = self._failed(reason)

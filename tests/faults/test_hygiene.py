@@ -1,0 +1,75 @@
+"""Resource hygiene: 20 clients opened, used (200 operations in all), watched
+(a raw watch and a TreeWatch each, neither stopped) and closed leave no thread,
+descriptor or socket behind: ``close()`` stops the client's watches."""
+
+import gc
+import os
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from link.etcd import EtcdMiddleware
+
+from ..apis import APIS, connection
+
+CYCLES = 20
+OPERATIONS = 10  # per cycle: 200 in all
+
+
+def _descriptors() -> tuple[int, int]:
+    """(open descriptors, of which sockets) of this process."""
+    fds = sockets = 0
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue  # closed meanwhile (the listing's own descriptor)
+        fds += 1
+        sockets += target.startswith("socket:")
+    return fds, sockets
+
+
+def _cycle(server: Any, prefix: str, api: str) -> None:
+    client = EtcdMiddleware(endpoints=[server.endpoint], prefix=prefix, **connection(api))
+    client["/w"] = {"n": 0}
+    tree_watch = client.watch_tree("/w", lambda value, revision: None)
+    raw = client.watch("/w")
+    pump = threading.Thread(target=lambda: list(raw), daemon=True)
+    pump.start()
+    for n in range(OPERATIONS // 2):
+        client["/w/n"] = n
+        assert client["/w"] == {"n": n}
+    client.close()  # neither watch was stopped
+    pump.join(5)
+    assert not pump.is_alive(), "the raw watch still runs after close()"
+    assert not tree_watch.running, "the TreeWatch still runs after close()"
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_clients_leave_nothing_behind(etcd_server: Any, etcd_prefix: str, api: str) -> None:
+    _cycle(etcd_server, etcd_prefix, api)  # warm up: libraries' own lasting threads
+    gc.collect()
+    threads = set(threading.enumerate())
+    fds, sockets = _descriptors()
+    start = time.monotonic()
+    for _ in range(CYCLES):
+        _cycle(etcd_server, etcd_prefix, api)
+    took = time.monotonic() - start
+    deadline = time.monotonic() + 5
+    while True:  # a thread may take a moment to end after close()
+        gc.collect()
+        extra = set(threading.enumerate()) - threads
+        now_fds, now_sockets = _descriptors()
+        if (not extra and now_fds <= fds and now_sockets <= sockets) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert not extra, f"threads left: {sorted(t.name for t in extra)}"
+    assert now_sockets <= sockets, f"sockets: {sockets} before, {now_sockets} after"
+    assert now_fds <= fds, f"descriptors: {fds} before, {now_fds} after"
+    print(
+        f"\n[{api}] {CYCLES} clients, {CYCLES * OPERATIONS} operations, {2 * CYCLES} watches "
+        f"in {took:.1f} s: threads {len(threads)}, descriptors {fds} -> {now_fds}, "
+        f"sockets {sockets} -> {now_sockets}"
+    )

@@ -1,0 +1,87 @@
+"""A follower cut off from the majority by a partition (network namespaces, see
+``netns.py``) while clients still reach it: no stale read on either API, and a
+watch on it moves to the majority within the documented bound."""
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from link.etcd import EtcdMiddleware
+from link.etcd.backends.base import WATCH_IDLE_SECONDS
+from link.etcd.backends.v3.watch import MAX_RETRY_SECONDS
+
+from ..apis import APIS, connection
+from .helpers import Seen
+from .netns import NetnsCluster
+
+READ_TIMEOUT = 2.0
+#: The documented bound for a tree watch to deliver a change made by the majority
+#: while its member is cut off: a quiet stream is checked after WATCH_IDLE_SECONDS
+#: (a linearizable read, or a v2 quorum GET, given read_timeout), the progress
+#: answer waited for read_timeout, the next stream opened after at most
+#: MAX_RETRY_SECONDS, the tree read again (a read_timeout on the cut-off member
+#: before the client's failover moves on).
+WATCH_MOVES_WITHIN = WATCH_IDLE_SECONDS + 3 * READ_TIMEOUT + MAX_RETRY_SECONDS
+
+
+@pytest.fixture
+def follower(netns_cluster: NetnsCluster) -> Iterator[int]:
+    """The index of a follower, healed again (and healthy) after the test."""
+    leader = netns_cluster.wait_for_leader()
+    index = next(i for i, m in enumerate(netns_cluster.members) if m is not leader)
+    yield index
+    netns_cluster.heal(index)
+    deadline = time.monotonic() + 30
+    while not all(m.health(1.0)[0] for m in netns_cluster.members):
+        assert time.monotonic() < deadline, "the cluster did not heal within 30 s"
+        time.sleep(0.2)
+
+
+def _clients(
+    cluster: NetnsCluster, follower: int, api: str, prefix: str
+) -> tuple[EtcdMiddleware, EtcdMiddleware]:
+    """A client that tries the follower first, and one on the other members."""
+    endpoints = list(cluster.endpoints)
+    first = endpoints.pop(follower)
+    settings = {**connection(api), "prefix": prefix, "read_timeout": READ_TIMEOUT}
+    return (
+        EtcdMiddleware(endpoints=[first, *endpoints], **settings),
+        EtcdMiddleware(endpoints=endpoints, **settings),
+    )
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_no_stale_read_from_cut_off_member(
+    netns_cluster: NetnsCluster, follower: int, api: str, etcd_prefix: str
+) -> None:
+    client, majority = _clients(netns_cluster, follower, api, etcd_prefix)
+    with client, majority:
+        client["/k"] = "old"
+        assert client["/k"] == "old"
+        netns_cluster.cut(follower)
+        majority["/k"] = "new"
+        start = time.monotonic()
+        value = client["/k"]
+        took = time.monotonic() - start
+    assert value == "new", f"stale read through the cut-off member ({api})"
+    print(f"\n[{api}] read after the cut: current value in {took:.2f} s")
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_watch_leaves_cut_off_member(
+    netns_cluster: NetnsCluster, follower: int, api: str, etcd_prefix: str
+) -> None:
+    client, majority = _clients(netns_cluster, follower, api, etcd_prefix)
+    seen = Seen()
+    with client, majority, client.watch_tree("/w", seen):
+        seen.wait_for(None, 10)
+        majority["/w"] = "before"
+        seen.wait_for("before", 10)
+        netns_cluster.cut(follower)
+        majority["/w"] = "after"
+        took = seen.wait_for("after", WATCH_MOVES_WITHIN)
+    print(
+        f"\n[{api}] watch moved off the cut-off member in {took:.2f} s "
+        f"(bound {WATCH_MOVES_WITHIN:.0f} s)"
+    )
