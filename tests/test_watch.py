@@ -1,11 +1,14 @@
 """Watches on both APIs: current value first, then one callback per change."""
 
+import logging
 import queue
 import threading
 import time
 from typing import Any
 
-from link.etcd import EtcdMiddleware
+import pytest
+
+from link.etcd import EtcdCompacted, EtcdMiddleware
 from link.etcd.watch import TreeWatch
 
 WAIT = 10.0  # seconds; a change normally arrives within milliseconds
@@ -106,9 +109,7 @@ def _event(client: EtcdMiddleware, path: str, write: Any, wanted: Any) -> Any:
 def test_watch_events_are_decoded(client: EtcdMiddleware) -> None:
     client["/e"] = {"x": "1", "n": 1}
     counter = iter(range(2, 1000))
-    event = _event(
-        client, "/e", lambda: client.__setitem__("/e/n", next(counter)), lambda e: True
-    )
+    event = _event(client, "/e", lambda: client.__setitem__("/e/n", next(counter)), lambda e: True)
     assert event.type == "PUT"
     assert event.path == "/e/n"  # relative to the prefix, like the mapping's keys
     assert event.key == client.key("/e/n")
@@ -127,3 +128,65 @@ def test_watch_reports_deletes(client: EtcdMiddleware) -> None:
     # v3 deletes key by key; v2 reports the directory's recursive delete
     assert event.path == ("/d/gone" if client.settings.api == "v3" else "/d")
     assert event.value is None
+
+
+# -- resuming: what a watch does when it cannot -------------------------------------
+
+
+def test_retry_delay_grows_to_its_bound() -> None:
+    from link.etcd.backends.v3.watch import MAX_RETRY_SECONDS, RETRY_SECONDS, retry_delay
+
+    delays = [retry_delay(n) for n in range(1, 12)]
+    assert delays[0] == RETRY_SECONDS
+    assert delays == sorted(delays)
+    assert delays[-1] == MAX_RETRY_SECONDS
+
+
+def test_failures_are_logged_less_and_less(caplog: pytest.LogCaptureFixture) -> None:
+    from link.etcd.backends.v3.watch import log_failure
+
+    with caplog.at_level(logging.WARNING, logger="link.etcd.watch"):
+        for failures in range(1, 101):
+            log_failure("/k", failures, "member unreachable", 2.0)
+    logged = [r.getMessage() for r in caplog.records]
+    # 1, 2, 3, then 4, 8, 16, 32, 64
+    assert len(logged) == 8
+    assert "failure 64 in a row" in logged[-1]
+
+
+def _compacted_revision(client: EtcdMiddleware) -> int:
+    """Write twice, compact the server's history up to now; the old revision."""
+    client["/c"] = "old"
+    _, old = client.snapshot("/c")
+    client["/c"] = "new"
+    _, now = client.snapshot("/c")
+    etcd = EtcdMiddleware(endpoints=list(client.settings.urls))
+    with etcd:
+        from link.etcd.backends.v3.protocol import Compaction
+
+        etcd.backend.transport.call(Compaction(now))  # type: ignore[attr-defined]
+    return old
+
+
+def test_raw_watch_from_a_compacted_revision_raises(v3: EtcdMiddleware) -> None:
+    old = _compacted_revision(v3)
+    stream = v3.watch("/c", start_revision=old)
+    with pytest.raises(EtcdCompacted) as caught:
+        next(iter(stream))
+    stream.cancel()
+    assert caught.value.compact_revision is not None and caught.value.compact_revision > old
+    assert str(caught.value.compact_revision) in str(caught.value)
+
+
+@pytest.mark.anyio
+async def test_async_watch_from_a_compacted_revision_raises(
+    v3: EtcdMiddleware, etcd_prefix: str
+) -> None:
+    from link.etcd.aio import AsyncEtcdMiddleware
+
+    old = _compacted_revision(v3)
+    async with AsyncEtcdMiddleware(endpoints=list(v3.settings.urls), prefix=etcd_prefix) as aio:
+        with pytest.raises(EtcdCompacted):
+            async with aio.watch("/c", start_revision=old) as events:
+                async for _ in events:
+                    break
