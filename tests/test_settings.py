@@ -8,7 +8,7 @@ import re
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pytest
 from hypothesis import given
@@ -819,7 +819,8 @@ def test_continued_values_are_still_read(tmp_path: Path) -> None:
         (f"etcd://u:a@b/{SECRET}@h", "etcd://u:***@h"),
         (f"etcd://h?api=v2&password={SECRET}&x=1", "etcd://h?api=v2&password=***"),
         (f"etcd://h?password=a&{SECRET}#{SECRET}", "etcd://h?password=***"),
-        ("etcd://h:2379/app?username=a@b", "etcd://h:2379/app?username=a@b"),
+        ("etcd://h:2379/app?username=a%40b", "etcd://h:2379/app?username=a%40b"),
+        ("etcd://h:2379/app?username=a@b", "etcd://h:***@b"),  # refused: over-masked
         (f"u:{SECRET}@h", "***"),
     ],
 )
@@ -838,6 +839,9 @@ def test_mask_uri(uri: str, shown: str) -> None:
         f"etcd://u@h?password=a#{SECRET}",
         f"etcd://u:{SECRET}@h:70000",
         f"etcd://u:{SECRET}@h?port=x",
+        f"etcd://u:12/{SECRET}@h",
+        f"etcd://u:12?{SECRET}@h",
+        f"etcd://u:12#{SECRET}@h",
     ],
 )
 def test_uri_errors_never_show_the_password(uri: str) -> None:
@@ -873,3 +877,26 @@ def test_numbers_are_parsed_by_msgspec(name: str, raw: object, value: object) ->
 def test_numbers_msgspec_refuses(name: str, raw: object) -> None:
     with pytest.raises(EtcdSettingsError, match=f"'{name}'"):
         load(**{name: raw})
+
+
+@pytest.mark.parametrize("uri", ["etcd://h/team@corp", "etcd://h?username=a@b"])
+def test_an_at_sign_outside_the_user_info_must_be_encoded(uri: str) -> None:
+    with pytest.raises(EtcdSettingsError, match="%40"):
+        parse_uri(uri)
+    assert parse_uri(uri.replace("@", "%40"))
+
+
+@given(
+    middle=st.text(alphabet="ab12/?#@:&=%+ ", min_size=1, max_size=12),
+    tail=st.sampled_from(["", "/app", "/app?api=v2", "?read_timeout=2", ":2379/x"]),
+)
+def test_a_raw_password_is_parsed_whole_or_refused_unseen(middle: str, tail: str) -> None:
+    password = f"Zq{middle}Kx"
+    try:
+        values = parse_uri(f"etcd://user:{password}@host{tail}")
+    except EtcdSettingsError as exc:
+        for text in (str(exc), repr(exc)):
+            assert password not in text and "Zq" not in text and "Kx" not in text
+        return
+    assert values["password"] == unquote(password)
+    assert values["host"] == "host"

@@ -27,38 +27,24 @@ def _authority_end(rest: str) -> int:
     return min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
 
 
-def _hosts_parse(text: str) -> bool:
-    try:
-        for item in text.split(","):
-            split_hostport(item)
-    except BadValue:
-        return False
-    return True
-
-
 def _unencoded_userinfo(rest: str) -> bool:
-    """A password holding a raw ``/``, ``?`` or ``#``: the authority ends before its ``@``.
+    """An ``@`` after the authority (RFC 3986: up to the first ``/``, ``?`` or ``#``).
 
-    ``u:pa/ss@h`` ends its authority at ``u:pa``, which is not a host list,
-    and an ``@`` follows; so does ``u:p@q/ss@h``, whose authority has a
-    password and whose path an ``@``.  ``h:2379/app?username=a@b`` is a
-    valid URI.
+    That is how a password holding a raw ``/``, ``?`` or ``#`` looks
+    (``u:pa/ss@h`` ends its authority at ``u:pa``), and an ``@`` in a prefix or
+    a query value cannot be told apart from it (``u:12?x@h``), so every ``@``
+    outside the user info must be percent-encoded (``%40``).
     """
-    end = _authority_end(rest)
-    netloc = rest[:end]
-    if "@" not in rest[end:]:
-        return False
-    if "@" in netloc:
-        return ":" in netloc.rpartition("@")[0]
-    return not _hosts_parse(netloc)
+    return "@" in rest[_authority_end(rest) :]
 
 
 def mask_uri(uri: str) -> str:
     """The URI with its password replaced by ``***``, for messages and logs.
 
     The password of the user info (even one holding an unencoded ``/``, ``?``
-    or ``#``: then everything from the first ``:`` to the last ``@`` is
-    masked) and everything after a ``password=`` query field are masked.
+    or ``#``: when an ``@`` follows the authority, everything from the first
+    ``:`` to the last ``@`` is masked) and everything after a ``password=``
+    query field are masked.
     """
     scheme, sep, rest = uri.partition("://")
     if not sep:
@@ -96,8 +82,9 @@ def parse_uri(uri: str) -> dict[str, Any]:
     - scheme ``etcd`` (or ``etcd+http``) sets ``protocol="http"``, ``etcds``
       (or ``etcd+https``) sets ``protocol="https"``;
     - user and password are percent-decoded; a password holding ``/``, ``?``
-      or ``#`` must be percent-encoded (``%2F``, ``%3F``, ``%23``), and one
-      that is not is refused without being shown;
+      or ``#`` must be percent-encoded (``%2F``, ``%3F``, ``%23``), and so must
+      an ``@`` anywhere after the host (``%40``): such a URI is refused
+      without showing its password;
     - one host sets ``host`` (and ``port`` when given) and clears
       ``endpoints``; several hosts set ``endpoints`` (``host:port`` strings);
       IPv6 hosts are bracketed: ``[::1]:2379``; no host leaves them alone;
@@ -123,8 +110,8 @@ def parse_uri(uri: str) -> dict[str, Any]:
         )
     if _unencoded_userinfo(rest):
         raise EtcdSettingsError(
-            f"URI {shown}: the user info holds an unencoded '/', '?' or '#'; "
-            "percent-encode them in the password (%2F, %3F, %23)"
+            f"URI {shown}: an '@' after the host: percent-encode '/', '?' and '#' in "
+            "the password (%2F, %3F, %23), and '@' outside the user info (%40)"
         )
     rest, _, fragment = rest.partition("#")
     rest, _, query = rest.partition("?")
