@@ -1,10 +1,12 @@
 """EtcdConfDriver with b3j0f.conf, against a real etcd, on both APIs."""
 
 import queue
+import re
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -54,6 +56,35 @@ def test_tutorial_verbatim_in_a_fresh_interpreter(etcd_server: Any, etcd_prefix:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "myvalue"
+
+
+def _doc_blocks(*needles: str) -> str:
+    """The ```python blocks of docs/adapters.md holding each needle, dedented, in order."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "adapters.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", page, re.S)
+    found = [next(textwrap.dedent(b) for b in blocks if needle in b) for needle in needles]
+    return "\n".join(found)
+
+
+def test_docs_tutorial_then_write_back(etcd_server: Any, etcd_prefix: str) -> None:
+    """docs/adapters.md's tutorial and its write-back example, as written, in a fresh
+    interpreter: the value set is stored, the other parameters are left alone."""
+    seed = EtcdMiddleware(endpoints=[etcd_server.endpoint], prefix=etcd_prefix)
+    seed["/myproject/myconfigurable.conf"] = {"MYCONF": {"myparam": "myvalue", "other": 1}}
+    script = _doc_blocks("@Configurable(", "driver.setconf(")
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "LINK_ETCD_ENDPOINTS": etcd_server.endpoint,
+        "LINK_ETCD_PREFIX": etcd_prefix,
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "myvalue"
+    assert seed["/myproject/myconfigurable.conf"] == {
+        "MYCONF": {"myparam": "newvalue", "other": 1}
+    }
 
 
 @pytest.fixture
