@@ -277,6 +277,8 @@ class Queue:
     ) -> bool:
         """Watch ``key`` from ``start_revision`` until deleted (True), the deadline
         (False) or this lease is lost (True: :meth:`wait` looks again and raises)."""
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
         watch = KeyWatch(backend, key, start_revision)
         try:
             while not watch.ended.is_set() and not self.lease.lost.is_set():
