@@ -56,7 +56,7 @@ def connect(server: EtcdServer, transport: str, user: str, **settings: Any) -> E
     )
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def root(server: EtcdServer, transport: str) -> Iterator[EtcdMiddleware]:
     """A root client; the keyspace is emptied after each test."""
     with connect(server, transport, "root") as client:
@@ -157,6 +157,16 @@ def test_a_client_prefix_at_the_granted_directory(
         del client["/ok"]
         assert "/ok" not in client
     assert "/app/ok" not in root
+
+
+def test_writes_of_several_txns_below_the_grant(server: EtcdServer, transport: str) -> None:
+    """More changes than one txn holds: batches, then the verifying read."""
+    tree = {f"k{i:02d}": {"v": i} for i in range(30)}
+    with connect(server, transport, "app", max_txn_ops=8) as client:
+        client["/app/big"] = tree
+        assert client["/app/big"] == tree
+        client["/app"] = tree  # at the granted directory itself
+        assert client["/app"] == tree
 
 
 def test_outside_the_grant_is_still_denied(app: EtcdMiddleware) -> None:

@@ -593,7 +593,9 @@ def _verify(key: str, leaves: dict[str, bytes], revision: int, written: set[int]
     it already held our value).  Anything else means another writer got in
     between: the write starts again, so the last writer to verify leaves its whole
     tree, never a mix of two."""
-    read: Snapshot = yield from snapshot(key, keys_only=True)
+    answer: TxnResult
+    answer, _ = yield from checkable(lambda checked: read_txn(key, checked, keys_only=True), [key])
+    read: Snapshot = yield from paged(answer, key, keys_only=True)
     if len(read.items) != len(leaves):
         return False
     return all(
