@@ -134,6 +134,24 @@ def test_pydantic_boots_from_the_cache_when_etcd_is_unreachable(
     assert booted.explain() == {"port": "etcd /config/prod", "host": "etcd /config/defaults"}
 
 
+def test_a_cache_that_cannot_be_written_is_a_warning(
+    etcd_server: Any, etcd_prefix: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings: dict[str, Any] = {
+        "endpoints": [etcd_server.endpoint],
+        "prefix": etcd_prefix,
+        "cache_file": tmp_path / "no such directory" / "config.json",
+    }
+    with EtcdMiddleware(endpoints=[etcd_server.endpoint], prefix=etcd_prefix) as client:
+        client["/config/prod/port"] = 9
+    source = EtcdSettingsSource(settings_class(**settings), LAYERS, **settings)
+    with caplog.at_level(logging.WARNING):
+        settings_read: Any = source.load()
+    assert settings_read.port == 9 and source.stale is False
+    assert "cannot write the configuration cache file" in caplog.text
+    assert str(settings["cache_file"]) in caplog.text
+
+
 def test_without_a_cache_an_unreachable_cluster_raises(etcd_prefix: str) -> None:
     source = EtcdSettingsSource(
         settings_class(), LAYERS, endpoints=[dead_endpoint()], read_timeout=1, prefix=etcd_prefix

@@ -33,7 +33,7 @@ from ..backends.v3.engine import PAGE_SIZE, Plan, snapshot
 from ..backends.v3.protocol import Op, Range, RangeResult, Txn, TxnResult
 from ..errors import EtcdConnectionFailed, EtcdInvalidTree
 from ..paths import SEP, below, encode_key, split_path
-from .cache import CacheFile
+from .cache import CacheFile, CacheFileError
 
 _log = logging.getLogger(__name__)
 
@@ -282,10 +282,10 @@ class LayeredTree:
 
     def read(self) -> Reading:
         """Read every layer (v3: one txn, one revision; v2: one ``GET`` per layer)
-        and save it to the cache file.
+        and save it to the cache file (a file that cannot be written is logged as
+        a warning: the reading is used all the same).
 
         :raises EtcdConnectionFailed: no endpoint answered (naming those tried).
-        :raises CacheFileError: the cache file cannot be written.
         """
         backend = self.client.backend
         if isinstance(backend, V3Backend):
@@ -294,7 +294,10 @@ class LayeredTree:
             revision, pairs = self._read_v2()
         reading = reading_of(self.paths, self.keys, revision, pairs)
         if self.cache is not None:
-            self.cache.save(self.keys, revision, pairs)
+            try:
+                self.cache.save(self.keys, revision, pairs)
+            except CacheFileError as exc:  # the reading is good: use it all the same
+                _log.warning("%s", exc)
         return reading
 
     def _read_v2(self) -> tuple[int, list[list[tuple[str, bytes]]]]:

@@ -195,10 +195,14 @@ class LiveConfig(Generic[T]):
         :raises EtcdError: the read failed (the configuration in use is kept).
         """
         reading = self.tree.read()
-        self._seen = max(self._seen, reading.revision)
         previous = self.reading
-        if previous is not None and not previous.stale and reading.tree == previous.tree:
-            self.reading = reading  # same values (and now from etcd): nothing to rebuild
+        if previous is not None and previous.stale:
+            self._seen = reading.revision  # the cache's revision may be from another cluster
+        else:
+            self._seen = max(self._seen, reading.revision)
+        if previous is not None and not previous.stale and not diff_paths(previous.tree,
+                                                                          reading.tree):
+            self.reading = reading  # the same values: nothing to rebuild
             return False
         try:
             value = self._build(reading)
