@@ -11,7 +11,7 @@ PROTOBUF_OLDEST ?= 4.21.12
 OLD := .venv-protobuf-oldest
 OLD_STAMP := $(OLD)/.installed
 
-.PHONY: venv demo test docs test-protobuf-oldest b3j0f-suite lint bench clean
+.PHONY: venv demo test docs test-protobuf-oldest test-faults test-faults-etcd34 b3j0f-suite lint bench clean
 
 venv: $(STAMP)
 
@@ -46,6 +46,22 @@ test-protobuf-oldest: $(OLD_STAMP)
 docs: $(STAMP)
 	$(BIN)/python tools/gen_settings_reference.py --check
 	$(BIN)/python -m sphinx -W --keep-going -q -b html docs build/docs
+
+# the fault suite (tests/faults, marker `faults`): members killed, hung, cut off
+test-faults: $(STAMP)
+	$(BIN)/python -m pytest -p no:cacheprovider -m faults tests/faults
+
+# the same against Debian's etcd 3.4 (installed with apt-get when missing: needs root)
+ETCD34 ?= /usr/bin/etcd
+ETCDCTL34 ?= /usr/bin/etcdctl
+$(ETCD34) $(ETCDCTL34):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends etcd-server etcd-client
+
+test-faults-etcd34: $(STAMP) $(ETCD34) $(ETCDCTL34)
+	$(ETCD34) --version | grep -q '^etcd Version: 3\.4\.'
+	LINK_ETCD_BINARY=$(ETCD34) LINK_ETCDCTL_BINARY=$(ETCDCTL34) \
+		$(BIN)/python -m pytest -p no:cacheprovider -m faults tests/faults
 
 b3j0f-suite: $(STAMP)
 	$(BIN)/python tools/run_b3j0f_suite.py

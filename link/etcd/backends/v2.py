@@ -280,13 +280,32 @@ class V2Backend:
             well, though directories that etcd created implicitly for it stay).
             Ancestor directories that the write creates get no TTL and stay
             (empty) after the tree expires.
+
+        A tree write that a member's failure broke off (a connection refused,
+        broken or timed out) is written again from the start, once per other
+        endpoint: that cannot apply anything twice, since each attempt starts by
+        deleting the subtree (list items appended by the broken attempt go too).
+
         :raises EtcdPartialWrite: when some writes failed after others were applied.
         :raises EtcdUnsupported: ``lease`` given: v2 has node TTLs, not leases.
         """
         if lease:
             raise EtcdUnsupported("v2 has no leases (use ttl=, or api = v3)", key=key)
         check_leaf_sizes(iter_flatten(node, key), self.settings.max_request_bytes)
-        seconds = _seconds(ttl)
+        for attempt in range(len(self.endpoints)):
+            try:
+                self._replace_once(key, node, ancestors, _seconds(ttl))
+                return
+            except EtcdPartialWrite as exc:
+                if attempt + 1 == len(self.endpoints) or not isinstance(
+                    exc.__cause__, EtcdConnectionFailed
+                ):
+                    raise
+
+    def _replace_once(
+        self, key: str, node: Node, ancestors: Sequence[str], seconds: int | None
+    ) -> None:
+        """One attempt of :meth:`replace`."""
         client = self.client
         with self._translate(key):
             if isinstance(node, bytes):

@@ -113,7 +113,7 @@ class Pipeline:
         answers: list[str | None] = []
         if not batch:
             return answers
-        connection = self._connect()
+        connection, index = self._connect()
         reader = connection.makefile("rb")
         try:
             start = 0
@@ -124,8 +124,10 @@ class Pipeline:
                     for index in range(start, stop):
                         answers.append(_read_answer(reader, batch[index].value is None))
                 except (OSError, ValueError) as exc:
+                    if self._current == index:  # the next attempt starts at the next member
+                        self._current = (index + 1) % len(self.endpoints)
                     raise PipelineError(
-                        f"connection to {self.endpoints[self._current]} broke: {exc!r}",
+                        f"connection to {self.endpoints[index]} broke: {exc!r}",
                         answered=len(answers),
                     ) from exc
                 start = stop
@@ -154,8 +156,9 @@ class Pipeline:
             stop += 1
         return stop, b"".join(chunks)
 
-    def _connect(self) -> socket.socket:
-        """A connection to the first endpoint that accepts one, from the last good one."""
+    def _connect(self) -> tuple[socket.socket, int]:
+        """A connection to the first endpoint that accepts one, from the last good
+        one, and that endpoint's index."""
         count = len(self.endpoints)
         last: Exception | None = None
         for step in range(count):
@@ -173,7 +176,7 @@ class Pipeline:
                 last = exc
                 continue
             self._current = index
-            return sock
+            return sock, index
         raise PipelineError(f"no endpoint accepted a connection: {last!r}", answered=0)
 
 

@@ -374,6 +374,8 @@ def _refusal(response: Any) -> _Refused | Unreachable:
     code = detail.get("code")
     if response.status_code in (502, 503) or code in v3.RETRY_ELSEWHERE:
         return Unreachable(f"HTTP {response.status_code}: {message}")
+    if "deadline exceeded" in message:  # etcd 3.4's gateway: code 2 while it has no leader
+        return Unreachable(f"HTTP {response.status_code}: {message}", timed_out=True)
     if not isinstance(code, int):
         code = v3.UNAUTHENTICATED if response.status_code == 401 else v3.UNKNOWN
     return _Refused(code, message)
