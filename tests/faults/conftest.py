@@ -28,3 +28,8 @@ def netns_cluster() -> Iterator[NetnsCluster]:
     with NetnsCluster(3) as started:
         started.wait_for_leader()
         yield started
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

@@ -1016,6 +1016,12 @@ class V2Watch:
         self._response = response
         if self._cancelled.is_set():
             _shut(response)
+        if self._index is None and response.status == 200:
+            # watching "from now": the next poll resumes after the index the
+            # answer's headers (sent at once) give, not from a later "now"
+            index = response.headers.get("X-Etcd-Index")
+            if index and index.isdigit():
+                self._index = int(index) + 1
         body = None
         try:
             body = response.read()
