@@ -7,6 +7,7 @@ the configuration being current is measured and printed (not asserted)."""
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import textwrap
@@ -17,8 +18,10 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from link.etcd import EtcdMiddleware
+from link.etcd.pydantic_source import EtcdSettingsSource
 from link.etcd.testing import EtcdServer
 
 WAIT = 20.0
@@ -169,3 +172,42 @@ def test_boot_from_cache_during_an_outage_then_reload(
             print(f"{api}: after a restart, a change arrived {line['at'] - written:.3f} s later")
         finally:
             second.stop()
+
+
+def test_the_watched_member_hangs(tmp_path: Path) -> None:
+    """A 3-member cluster; the member the service is on is stopped (SIGSTOP): the
+    settings in use stay, a change written through another member arrives (v3)."""
+    from link.etcd.testing import EtcdCluster
+
+    with EtcdCluster(3) as cluster:
+        endpoints = list(cluster.endpoints)
+        settings: dict[str, Any] = {"endpoints": endpoints, "read_timeout": 1}
+
+        class ServiceSettings(BaseSettings):
+            port: int = 0
+
+            @classmethod
+            def settings_customise_sources(
+                cls, settings_cls: type[BaseSettings], *s: Any, **k: Any
+            ) -> tuple[PydanticBaseSettingsSource, ...]:
+                return (EtcdSettingsSource(settings_cls, "/config", **settings),)
+
+        with EtcdMiddleware(endpoints=endpoints[1:], read_timeout=1) as writer:
+            writer["/config"] = {"port": 1}
+            source = EtcdSettingsSource(ServiceSettings, "/config", **settings)
+            seen: queue.Queue[tuple[float, Any]] = queue.Queue()
+            live = source.watch(lambda old, new, changed: seen.put((time.time(), new)))
+            member = cluster.members[0]
+            try:
+                assert seen.get(timeout=WAIT)[1].port == 1
+                assert member.pid is not None
+                os.kill(member.pid, signal.SIGSTOP)
+                written = time.time()
+                writer["/config/port"] = 2
+                at, new = seen.get(timeout=WAIT)
+                assert new.port == 2 and live.current is new
+                print(f"\nv3: change current {at - written:.2f} s after it was written")
+            finally:
+                if member.pid is not None:
+                    os.kill(member.pid, signal.SIGCONT)
+                live.stop()
