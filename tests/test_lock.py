@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,6 @@ from link.etcd.backends.v3.guarded import Held
 from link.etcd.backends.v3.protocol import CREATE, EQUAL, Compare
 from link.etcd.testing import EtcdCluster
 
-from .apis import connection
 from .helpers import run_doc_examples
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,6 +86,16 @@ def leases(server: Any) -> set[int]:
     return {int(word, 16) for word in out[3:]}  # "found N leases", then ids in hex
 
 
+def lease_hex(lock: Any) -> str:
+    """The last segment of a holder's key: its lease id in hex."""
+    assert lock.key is not None
+    return str(lock.key.rsplit("/", 1)[1])
+
+
+def add(token: int, record: list[int]) -> list[int]:
+    return [*record, token]
+
+
 def wait_until(condition: Any, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -131,9 +141,7 @@ def test_bad_names_raise(v3: EtcdMiddleware) -> None:
 
 
 def test_v2_has_no_locks(etcd_server: Any, etcd_prefix: str) -> None:
-    with EtcdMiddleware(
-        endpoints=[etcd_server.endpoint], **connection("v2"), prefix=etcd_prefix
-    ) as c:
+    with EtcdMiddleware(endpoints=[etcd_server.endpoint], api="v2", prefix=etcd_prefix) as c:
         with pytest.raises(EtcdUnsupported):
             c.lock("/locks/a")
         with pytest.raises(EtcdUnsupported):
@@ -160,7 +168,7 @@ def test_guarded_writes_only_while_held(etcd_server: Any, etcd_prefix: str, tran
             client.set("/data", 1, if_held=lock)  # never acquired
         with lock:
             assert lock.locked()
-            assert lock.key == f"{client.key('/locks/a')}/{lock.key.rsplit('/', 1)[1]}"
+            assert lock.key == f"{client.key('/locks/a')}/{lease_hex(lock)}"
             assert lock.prefix == f"{etcd_prefix}/locks/a"
             client.set("/data", {"n": 1}, if_held=lock)
             assert client.transform("/data/n", lambda n: n + 1, if_held=lock) == 2
@@ -219,9 +227,7 @@ def test_mutual_exclusion_with_increasing_tokens(cluster: EtcdCluster, etcd_pref
                             overlaps.append((inside[0], number))
                         inside.append(number)
                         entered.append(token)
-                    client.transform(
-                        "/record", lambda r, t=token: [*r, t], default=[], if_held=lock
-                    )
+                    client.transform("/record", partial(add, token), default=[], if_held=lock)
                     time.sleep(0.001)
                     with guard:
                         inside.remove(number)
@@ -260,7 +266,7 @@ def test_timeout_raises_and_never_runs_the_block(grpc: EtcdMiddleware, etcd_serv
         assert time.monotonic() - started >= 0.5
         assert waiter.token is None and waiter.key is None
         assert waiter.acquire(timeout=0) is False
-        assert grpc.children("/locks/a") == [holder.key.rsplit("/", 1)[1]]
+        assert grpc.children("/locks/a") == [lease_hex(holder)]
         assert leases(etcd_server) == before  # the waiters' leases were revoked
     assert grpc.children("/locks/a") == []
 
@@ -289,6 +295,31 @@ def test_a_waiter_gets_the_lock_on_release(
     third.release()
     assert client.children("/locks/a") == []
     client.close()
+
+
+def test_a_waiter_whose_lease_ends_gets_lock_lost(grpc: EtcdMiddleware, etcd_server: Any) -> None:
+    holder = grpc.lock("/locks/a", ttl=10)
+    assert holder.acquire()
+    waiter = grpc.lock("/locks/a", ttl=10)
+    outcome: list[Any] = []
+    thread = threading.Thread(target=lambda: outcome.append(_attempt(waiter.acquire, 20)))
+    thread.start()
+    assert wait_until(lambda: len(grpc.children("/locks/a")) == 2, 5)
+    queued = next(key for key in grpc.children("/locks/a") if key != lease_hex(holder))
+    etcd_server.etcdctl("lease", "revoke", queued)
+    thread.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], EtcdLockLost)
+    assert waiter.key is None and waiter.token is None
+    holder.release()
+    assert grpc.children("/locks/a") == []
+
+
+def _attempt(function: Any, *args: Any) -> Any:
+    """``function(*args)``, or the exception it raised."""
+    try:
+        return function(*args)
+    except Exception as exc:
+        return exc
 
 
 # -- lost leases, crashed holders (3 members) -------------------------------------
@@ -329,7 +360,7 @@ def test_paused_holder_loses_the_lock(cluster: EtcdCluster, etcd_prefix: str) ->
 def test_revoked_lease_sets_lost(grpc: EtcdMiddleware, etcd_server: Any) -> None:
     lock = grpc.lock("/locks/a", ttl=30)
     assert lock.acquire()
-    etcd_server.etcdctl("lease", "revoke", lock.key.rsplit("/", 1)[1])
+    etcd_server.etcdctl("lease", "revoke", lease_hex(lock))
     assert lock.lost.wait(5)
     assert not lock.locked()
     with pytest.raises(EtcdLockLost):

@@ -35,7 +35,7 @@ from ..backends.v3.protocol import (
 )
 from ..errors import EtcdCompareFailed, EtcdInvalidTree, EtcdLockLost, EtcdLockTimeout
 from ..paths import below, encode_key
-from .lock import KeyWatch, Queue, check_timeout, check_ttl, txn
+from .lock import KeyWatch, Queue, _quietly, check_timeout, check_ttl, txn
 
 if TYPE_CHECKING:
     from ..backends.base import KeyValue
@@ -205,7 +205,7 @@ class Election:
             won = queue.wait(deadline)
         except BaseException:
             self._queue = None
-            queue.leave()
+            _quietly(queue.leave)
             raise
         if not won:
             self._queue = None
