@@ -321,8 +321,10 @@ class Election:
     def observe(self, callback: Callable[[Leader | None], bool | None]) -> Observer:
         """Call ``callback(leader)`` in a background thread with the current leader
         (:meth:`leader`), then whenever it changes (a new leader, or a new value):
-        one ``Watch`` of the prefix, and one :meth:`leader` per change seen.
-        ``callback`` returning ``False`` stops it.
+        one ``Watch`` of the prefix, and one :meth:`leader` per change seen, so
+        changes closer together than that read may be reported once, as the
+        latest (etcd's Go ``Observe`` reads the same way).  ``callback``
+        returning ``False`` stops it; an exception it raises is logged.
 
         :returns: the :class:`Observer`; ``stop()`` ends it.
         """
