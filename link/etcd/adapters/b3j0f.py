@@ -129,7 +129,8 @@ class EtcdConfDriver(ConfDriver):  # type: ignore[misc]
     def stale(self) -> bool:
         """True when the configuration of some conf path in use comes from the cache
         file, not from etcd."""
-        paths = self._readings.keys() | self._lives.keys()
+        with self._lock:
+            paths = self._readings.keys() | self._lives.keys()
         return any(r is not None and r.stale for r in map(self.reading, paths))
 
     @property
@@ -179,7 +180,8 @@ class EtcdConfDriver(ConfDriver):  # type: ignore[misc]
             reading = live.reading
         if reading is None:
             reading = self._tree(path).boot()
-            self._readings[path] = reading
+            with self._lock:
+                self._readings[path] = reading
         self._last = reading
         return reading
 
@@ -346,7 +348,8 @@ class EtcdConfDriver(ConfDriver):  # type: ignore[misc]
                     on_error,
                     retry_seconds=retry_seconds,
                 )
-                self._lives[path] = live
+                with self._lock:
+                    self._lives[path] = live
                 lives.append(live.start())
         return lives
 
