@@ -2,6 +2,7 @@
 (a raw watch and a TreeWatch each, neither stopped) and closed leave no thread,
 descriptor or socket behind: ``close()`` stops the client's watches."""
 
+import asyncio
 import gc
 import os
 import threading
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from link.etcd import EtcdMiddleware
+from link.etcd.aio import AsyncEtcdMiddleware
 
 from ..apis import APIS, connection
 
@@ -72,4 +74,47 @@ def test_clients_leave_nothing_behind(etcd_server: Any, etcd_prefix: str, api: s
         f"\n[{api}] {CYCLES} clients, {CYCLES * OPERATIONS} operations, {2 * CYCLES} watches "
         f"in {took:.1f} s: threads {len(threads)}, descriptors {fds} -> {now_fds}, "
         f"sockets {sockets} -> {now_sockets}"
+    )
+
+
+async def _async_cycle(server: Any, prefix: str, transport: str) -> None:
+    client = AsyncEtcdMiddleware(endpoints=[server.endpoint], prefix=prefix, transport=transport)
+    await client.set("/w", {"n": 0})
+    tree = client.watch_tree("/w")
+    raw = client.watch("/w")
+
+    async def drain(items: Any) -> None:
+        async for _ in items:
+            pass
+
+    tasks = [asyncio.ensure_future(drain(tree)), asyncio.ensure_future(drain(raw))]
+    await asyncio.sleep(0)
+    for n in range(OPERATIONS // 2):
+        await client.set("/w/n", n)
+        assert await client.get("/w") == {"n": n}
+    await client.aclose()  # neither watch was closed
+    done, _ = await asyncio.wait(tasks, timeout=5)
+    assert len(done) == 2, "a watch still runs after aclose()"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("transport", ["grpc", "gateway"])
+async def test_async_clients_leave_nothing_behind(
+    etcd_server: Any, etcd_prefix: str, transport: str
+) -> None:
+    await _async_cycle(etcd_server, etcd_prefix, transport)  # warm up
+    gc.collect()
+    threads = set(threading.enumerate())
+    fds, sockets = _descriptors()
+    for _ in range(CYCLES):
+        await _async_cycle(etcd_server, etcd_prefix, transport)
+    gc.collect()
+    extra = set(threading.enumerate()) - threads
+    now_fds, now_sockets = _descriptors()
+    assert not extra, f"threads left: {sorted(t.name for t in extra)}"
+    assert now_sockets <= sockets, f"sockets: {sockets} before, {now_sockets} after"
+    assert now_fds <= fds, f"descriptors: {fds} before, {now_fds} after"
+    print(
+        f"\n[aio {transport}] {CYCLES} clients, {CYCLES * OPERATIONS} operations, "
+        f"{2 * CYCLES} watches: descriptors {fds} -> {now_fds}, sockets {sockets} -> {now_sockets}"
     )

@@ -21,7 +21,7 @@ from ..backends.base import Event
 from ..backends.v3.protocol import Range
 from ..backends.v3.transport import Unreachable
 from ..backends.v3.watch import V3Watch
-from ..errors import EtcdAuthError, EtcdCompacted
+from ..errors import EtcdAuthError, EtcdCompacted, EtcdError
 from ..paths import SEP, encode_key
 from .driver import AsyncTransport, AsyncWatchStream
 
@@ -226,6 +226,11 @@ class AsyncWatch(Generic[T]):
             raise StopAsyncIteration
         try:
             return await self._items.__anext__()
+        except EtcdError:
+            self._closed(self)
+            if self._cancelled:  # closed meanwhile (the client's aclose): just the end
+                raise StopAsyncIteration from None
+            raise
         except BaseException:  # ended, failed or cancelled: the stream is closed
             self._closed(self)
             raise
