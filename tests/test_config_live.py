@@ -264,3 +264,35 @@ def test_b3j0f_setconf_refuses_a_conf_without_values(driver: EtcdConfDriver) -> 
     configurable.conf["DB"]["port"].value = 7000
     driver.setconf(configurable.conf, "svc/app.conf")  # written to the last layer
     assert driver.client["/config/prod/svc/app.conf"] == {"DB": {"host": "kept", "port": 7000}}
+
+
+def test_an_error_of_the_whole_model_is_reported_too(v3: EtcdMiddleware) -> None:
+    from pydantic import model_validator
+
+    class Pool(BaseSettings):
+        low: int = 1
+        high: int = 2
+
+        @model_validator(mode="after")
+        def ordered(self) -> "Pool":
+            if self.low > self.high:
+                raise ValueError("low must not exceed high")
+            return self
+
+        @classmethod
+        def settings_customise_sources(
+            cls, settings_cls: type[BaseSettings], *s: Any, **k: Any
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (EtcdSettingsSource(settings_cls, "/pool", v3),)
+
+    v3["/pool"] = {"low": 1, "high": 5}
+    seen = Recorder()
+    live = EtcdSettingsSource(Pool, "/pool", v3).watch(seen.on_change, on_error=seen.on_error)
+    try:
+        seen.changes.get(timeout=WAIT)
+        v3["/pool/low"] = 9
+        error = seen.errors.get(timeout=WAIT)
+        assert error.problems == ["the settings as a whole: Value error, low must not exceed high"]
+        assert live.current is not None and live.current.low == 1  # type: ignore[attr-defined]
+    finally:
+        live.stop()

@@ -380,6 +380,8 @@ def _problem(error: Any, reading: Reading) -> str:
     """One line for an error of the whole settings model, naming the etcd key when
     the value came from etcd."""
     loc = tuple(error["loc"])
+    if not loc:  # a model validator: the settings as a whole
+        return f"the settings as a whole: {error['msg']}"
     key = reading.where(loc)
     where = f"etcd key {key}" if key else "field " + ".".join(map(str, loc))
     return f"{where}: {error['msg']} (got {error.get('input')!r})"
