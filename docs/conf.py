@@ -6,6 +6,7 @@ The pages are Markdown (MyST); the API reference comes from the docstrings
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -43,12 +44,17 @@ OPTIONAL_PAGES = ("coordination", "reliability", "service-config")
 
 
 def _drop_missing_pages(app: Any, docname: str, source: list[str]) -> None:
-    """Remove the index's toctree entries of the optional pages not written yet."""
-    if docname != "index":
+    """Tolerate the optional pages not written yet: their toctree entries in the
+    index are removed, and links to them elsewhere become their plain text."""
+    missing = [name for name in OPTIONAL_PAGES if not (DOCS / f"{name}.md").exists()]
+    if not missing:
         return
-    lines = source[0].splitlines(keepends=True)
-    missing = {name for name in OPTIONAL_PAGES if not (DOCS / f"{name}.md").exists()}
-    source[0] = "".join(line for line in lines if line.strip() not in missing)
+    text = source[0]
+    if docname == "index":
+        lines = text.splitlines(keepends=True)
+        text = "".join(line for line in lines if line.strip() not in missing)
+    names = "|".join(re.escape(name) for name in missing)
+    source[0] = re.sub(rf"\[([^\]]*)\]\((?:\.\./)?(?:{names})\.md(?:#[^)]*)?\)", r"\1", text)
 
 
 def setup(app: Any) -> None:
