@@ -15,7 +15,8 @@ in order, in one namespace per page:
 
 ``EtcdMiddleware()`` with no arguments reaches the session's etcd server:
 ``LINK_ETCD_ENDPOINTS`` names it and ``LINK_ETCD_PREFIX`` is a fresh prefix per
-page; other ``LINK_ETCD_*`` variables are cleared. Pages run in a temporary
+page; ``LINK_ETCD_TRANSPORT`` is ``grpc``, and also ``gateway`` for the pages of
+:data:`BOTH_TRANSPORTS`; other ``LINK_ETCD_*`` variables are cleared. Pages run in a temporary
 working directory, each in a thread bounded by :data:`PAGE_TIMEOUT`.
 
 The settings table of docs/configuration.md must be what
@@ -168,12 +169,12 @@ def run_page(page: Path) -> int:
     namespace = module.__dict__
     report: list[str] = []
     count = 0
-    sys.modules[module.__name__] = module
+    sys.modules["__docs__"] = module
     try:
         for block in blocks(page.read_text(encoding="utf-8")):
             count += _run_block(page, block, namespace, report)
     finally:
-        del sys.modules[module.__name__]
+        sys.modules.pop("__docs__", None)
         _close_clients(namespace)
     return count
 
@@ -205,15 +206,26 @@ KNOWN_BROKEN = {
 }
 
 
-def _page_param(page: Path) -> Any:
-    broken = KNOWN_BROKEN.get(page.name)
-    marks = [pytest.mark.xfail(reason=broken, strict=False)] if broken else []
-    return pytest.param(page, id=page.name, marks=marks)
+#: pages about what both v3 transports do alike, run on each (the others on gRPC)
+BOTH_TRANSPORTS = {"primitives.md", "asyncio.md"}
 
 
-@pytest.mark.parametrize("page", [_page_param(page) for page in PAGES])
+def _page_params() -> list[Any]:
+    params = []
+    for page in PAGES:
+        broken = KNOWN_BROKEN.get(page.name)
+        marks = [pytest.mark.xfail(reason=broken, strict=False)] if broken else []
+        transports = ("grpc", "gateway") if page.name in BOTH_TRANSPORTS else ("grpc",)
+        for transport in transports:
+            name = page.name if transport == "grpc" else f"{page.name}-{transport}"
+            params.append(pytest.param(page, transport, id=name, marks=marks))
+    return params
+
+
+@pytest.mark.parametrize(("page", "transport"), _page_params())
 def test_the_examples_of_the_page_run(
     page: Path,
+    transport: str,
     etcd_server: Any,
     etcd_prefix: str,
     monkeypatch: pytest.MonkeyPatch,
@@ -227,6 +239,7 @@ def test_the_examples_of_the_page_run(
             monkeypatch.delenv(name)
     monkeypatch.setenv("LINK_ETCD_ENDPOINTS", etcd_server.endpoint)
     monkeypatch.setenv("LINK_ETCD_PREFIX", etcd_prefix)
+    monkeypatch.setenv("LINK_ETCD_TRANSPORT", transport)
     monkeypatch.chdir(tmp_path)
     assert _in_thread(page) > 0
 
