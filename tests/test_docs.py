@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import configparser
+import dataclasses
 import doctest
+import importlib.util
 import inspect
 import os
 import re
@@ -43,7 +45,7 @@ from typing import Any
 import pytest
 
 from link.etcd import EtcdMiddleware
-from link.etcd.settings import read_conf_file
+from link.etcd.settings import EtcdSettings, read_conf_file
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -255,6 +257,40 @@ def test_the_settings_table_is_generated_from_the_settings() -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _generator() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "gen_settings_reference", ROOT / "tools" / "gen_settings_reference.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_generator_reads_params_across_lines() -> None:
+    doc = """Intro.
+
+    :param a: first ``x``
+        continued | here.
+    :param b: second.
+    :raises ValueError: not a param.
+    """
+    assert _generator()._params(doc) == {"a": "first `x` continued \\| here.", "b": "second."}
+
+
+def test_the_generated_table_has_a_row_per_setting() -> None:
+    rows = _generator().table().splitlines()
+    for field in dataclasses.fields(EtcdSettings):
+        (row,) = [row for row in rows if row.startswith(f"| `{field.name}` |")]
+        assert f"`LINK_ETCD_{field.name.upper()}`" in row
+    assert rows[0] == "<!-- settings-table -->" and rows[-1] == "<!-- /settings-table -->"
+
+
+def test_the_generator_refuses_a_page_without_markers() -> None:
+    with pytest.raises(SystemExit, match="markers are missing"):
+        _generator().render("# no table here\n")
 
 
 def test_the_readme_links_are_absolute() -> None:
