@@ -42,8 +42,23 @@ if TYPE_CHECKING:
     from .recipes.lease import Lease
     from .recipes.lock import Holder
 
+
+class _Missing:
+    """The type of :data:`MISSING`; its repr is what ``help()`` shows."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<no default>"
+
+
 #: The "no default given" marker of the methods that take a ``default``.
-MISSING: Any = object()
+MISSING: Any = _Missing()
+
+
+def _encode(client: EtcdMiddleware, value: Any, path: str) -> codec.Node:
+    """``value`` encoded for ``client``'s API (v2 stores text only)."""
+    return codec.encode(value, path, text_only=client._text_only)
 
 
 def _stored(items: Sequence[KeyValue], key: str) -> Any:
@@ -84,7 +99,7 @@ def create(
     :raises EtcdUnsupported: ``lease`` on v2.
     """
     key, ancestors = client._writable(path)
-    node = codec.encode(value, path)
+    node = _encode(client, value, path)
     v2 = _v2(client)
     if v2 is not None:
         client._lease_id(path, ttl, lease)  # checks ttl; v2 refuses leases
@@ -113,7 +128,7 @@ def compare_and_swap(client: EtcdMiddleware, path: str, expected: Any, new: Any)
     key, ancestors = client._writable(path)
     v2 = _v2(client)
     if v2 is not None:
-        old, swapped = codec.encode(expected, path), codec.encode(new, path)
+        old, swapped = _encode(client, expected, path), _encode(client, new, path)
         if not isinstance(old, bytes) or not isinstance(swapped, bytes):
             raise EtcdUnsupported(
                 "compare_and_swap of a tree needs a multi-key transaction, which v2 does "
@@ -122,7 +137,7 @@ def compare_and_swap(client: EtcdMiddleware, path: str, expected: Any, new: Any)
                 key=path,
             )
         return v2.compare_and_swap(key, old, swapped)
-    decide = guarded.if_equal(key, codec.encode(expected, path), codec.encode(new, path))
+    decide = guarded.if_equal(key, _encode(client, expected, path), _encode(client, new, path))
     written, _ = client._v3(path, "compare_and_swap").replace_if(key, ancestors, decide)
     return written
 
@@ -171,7 +186,7 @@ def transform(
             old = default
         value = fn(old)
         result[:] = [value]
-        return codec.encode(value, path)
+        return _encode(client, value, path)
 
     backend = client._v3(path, "transform")
     if held is None:
@@ -200,7 +215,7 @@ def _transform_v2(
         else:
             old = codec.decode_text(text)
         value = fn(old)
-        node = codec.encode(value, path)
+        node = codec.encode(value, path, text_only=True)
         if not isinstance(node, bytes):
             raise EtcdUnsupported(
                 "transform's function returned a tree: writing it guarded by the read "
@@ -235,7 +250,7 @@ def update(
     entries = []
     for path, value in pairs:
         key, ancestors = client._writable(path)
-        entries.append((key, codec.encode(value, path), ancestors))
+        entries.append((key, _encode(client, value, path), ancestors))
     keys = [key for key, _, _ in entries]
     nested = any(a != b and b.startswith(a + "/") for a in keys for b in keys)
     if len(set(keys)) == len(keys) and not nested and entries and client.settings.api == "v3":
@@ -268,7 +283,7 @@ def append(client: EtcdMiddleware, path: str, value: Any, *, ttl: float | None =
     :raises EtcdInvalidTree: ``path`` holds a dict or a leaf, or a bad value.
     """
     key, ancestors = client._writable(path)
-    node = codec.encode(value, path)
+    node = _encode(client, value, path)
     v2 = _v2(client)
     if v2 is not None:
         client._lease_id(path, ttl, None)  # checks ttl
@@ -294,7 +309,7 @@ def rollback(client: EtcdMiddleware, path: str, revision: int) -> int:
     if old is ABSENT:
         backend.delete(key)
         return backend.read_tree(key)[1]
-    node = codec.encode(old, path)
+    node = _encode(client, old, path)
     try:
         _, written = backend.replace_if(key, ancestors, lambda items: node)
         return written

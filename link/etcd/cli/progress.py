@@ -35,11 +35,12 @@ def progress_bar(kind: str, description: str) -> Iterator[None]:
     options: dict[str, Any] = {} if "TQDM_DELAY" in os.environ else {"delay": DELAY}
     bar = tqdm(desc=description, unit=" keys", file=sys.stderr, leave=False, **options)
 
-    def report(seen: str, keys: int, total: int | None) -> None:
+    def report(seen: str, keys: int, left: int | None) -> None:
         if seen != kind:
             return
-        if total is not None:  # a new operation (or a write attempted again)
-            bar.reset(total=total)
+        if left is not None:
+            bar.total = bar.n + left
+            bar.refresh()
         if keys:
             bar.update(keys)
 

@@ -9,14 +9,12 @@ change, and the paths shown can be given to ``link-etcd get``.
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
 from .. import codec
-from ..errors import EtcdInvalidTree
 from ..paths import SEP, encode_key, split_path
 
 
@@ -52,26 +50,7 @@ def stored_leaves(value: Any, path: str) -> dict[str, bytes]:
     if value is MISSING:
         return {}
     base = base_key(path)
-    raw: dict[bytes, bytes] = {}
-    try:
-        node = codec.encode(value, path)
-    except EtcdInvalidTree:  # bytes leaves, or a bad value (raised again below)
-        node = codec.encode(_raw_as_text(value, raw, f"\ue000{uuid.uuid4().hex}:"), path)
-    return {key or SEP: raw.get(stored, stored) for key, stored in codec.flatten(node, base)}
-
-
-def _raw_as_text(value: Any, raw: dict[bytes, bytes], mark: str) -> Any:
-    """``value`` with each ``bytes`` leaf replaced by a text of its own (``mark`` and a
-    number), whose stored form ``raw`` maps to the bytes."""
-    if isinstance(value, bytes):
-        text = f"{mark}{len(raw)}"
-        raw[text.encode("utf-8")] = value
-        return text
-    if isinstance(value, dict):
-        return {name: _raw_as_text(item, raw, mark) for name, item in value.items()}
-    if isinstance(value, list):
-        return [_raw_as_text(item, raw, mark) for item in value]
-    return value
+    return {key or SEP: stored for key, stored in codec.flatten(codec.encode(value, path), base)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,13 +10,15 @@ installed for the current context with :func:`reporting`:
 >>> with reporting(lambda kind, keys, total: seen.append((kind, keys, total))):
 ...     pass                                  # client[path] = tree, client[path], ...
 
-The callback is called as ``report(kind, keys, total)``:
+The callback is called as ``report(kind, keys, left)``:
 
 - ``kind`` is ``"read"`` or ``"write"``;
 - ``keys`` is how many more keys were received (read) or sent in a txn (write);
-- ``total`` is how many keys the operation handles, when that became known with
-  this call (a read: with its first answer; a write of several txns: before the
-  first is sent, with ``keys`` 0), else None.
+- ``left`` is how many keys were still to come, ``keys`` included, when that
+  became known with this call, else None: each page of a read says how many
+  keys its range holds; a write of several txns says how many keys it changes
+  before sending the first (with ``keys`` 0).  A bar's total is thus the keys
+  done before the call plus ``left``.
 
 Only reads of a subtree and writes of several txns report (a write that fits in
 one txn is one request).  The callback lives in a :class:`contextvars.ContextVar`,
@@ -33,7 +35,7 @@ from typing import Any, TypeAlias
 from .engine import PAGE_SIZE, Concurrent
 from .protocol import Range, RangeResult, Request, Txn, TxnResult
 
-#: ``report(kind, keys, total)``; see the module's docstring.
+#: ``report(kind, keys, left)``; see the module's docstring.
 Report: TypeAlias = Callable[[str, int, "int | None"], None]
 
 _REPORT: ContextVar[Report | None] = ContextVar("link_etcd_progress", default=None)
@@ -42,7 +44,7 @@ _REPORT: ContextVar[Report | None] = ContextVar("link_etcd_progress", default=No
 @contextmanager
 def reporting(report: Report) -> Iterator[None]:
     """Within the ``with`` block (this thread or task only), long reads and writes
-    call ``report(kind, keys, total)`` as they go (see the module's docstring)."""
+    call ``report(kind, keys, left)`` as they go (see the module's docstring)."""
     token = _REPORT.set(report)
     try:
         yield
@@ -68,23 +70,14 @@ def _sent(requests: Iterable[Request], report: Report) -> Iterator[Request]:
 
 
 def answered(step: Any, answer: Any) -> None:
-    """Report the keys a read of a subtree received (the paged range below the
-    key, :data:`~link.etcd.backends.v3.engine.PAGE_SIZE` keys at most per answer),
+    """Report the keys a read of a subtree received (a range limited to
+    :data:`~link.etcd.backends.v3.engine.PAGE_SIZE` keys, alone or last in a txn),
     when a report is installed."""
     report = _REPORT.get()
     if report is None:
         return
-    if isinstance(step, Txn) and isinstance(answer, TxnResult):
-        ops = step.success
-        if ops and isinstance(ops[-1], Range) and ops[-1].limit == PAGE_SIZE:
-            last = answer.responses[-1]
-            if isinstance(last, RangeResult):
-                report("read", _received(ops[-1], last), last.count)
-    elif isinstance(step, Range) and isinstance(answer, RangeResult) and step.limit == PAGE_SIZE:
-        report("read", _received(step, answer), None)
-
-
-def _received(request: Range, answer: RangeResult) -> int:
-    """Keys in a limited range's answer: the limit when there are more, else all
-    that were left (``count`` counts the whole range)."""
-    return request.limit if answer.more else answer.count
+    if isinstance(step, Txn) and isinstance(answer, TxnResult) and step.success:
+        step, answer = step.success[-1], answer.responses[-1]
+    if isinstance(step, Range) and isinstance(answer, RangeResult) and step.limit == PAGE_SIZE:
+        # count: every key of the range; the answer holds them all, or the limit
+        report("read", step.limit if answer.more else answer.count, answer.count)
