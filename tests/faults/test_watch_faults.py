@@ -58,11 +58,20 @@ def prefix(request: pytest.FixtureRequest) -> str:
 
 
 def _clients(cluster: EtcdCluster, api: str, prefix: str) -> tuple[EtcdMiddleware, EtcdMiddleware]:
-    """A watcher on member 0 only, and a writer on members 1 and 2."""
-    settings = {**connection(api), "prefix": prefix, "read_timeout": READ_TIMEOUT}
-    watcher = EtcdMiddleware(endpoints=[cluster.members[0].endpoint], **settings)
-    writer = EtcdMiddleware(endpoints=list(cluster.endpoints[1:]), **settings)
+    """A watcher on member 0 only, and a writer on members 1 and 2 (given time for
+    an election: member 0 may be the leader killed)."""
+    settings = {**connection(api), "prefix": prefix}
+    watcher = EtcdMiddleware(
+        endpoints=[cluster.members[0].endpoint], read_timeout=READ_TIMEOUT, **settings
+    )
+    writer = EtcdMiddleware(endpoints=list(cluster.endpoints[1:]), read_timeout=5.0, **settings)
     return watcher, writer
+
+
+def _kill_first(cluster: EtcdCluster) -> None:
+    """Kill member 0 and wait until the others have a leader (bounded)."""
+    cluster.members[0].kill()
+    cluster.wait_for_leader(timeout=15)
 
 
 @pytest.mark.parametrize("api", APIS)
@@ -74,7 +83,7 @@ def test_watches_across_member_restart(cluster: EtcdCluster, api: str, prefix: s
         _, start = writer.snapshot("/", default=None)
         raw = watcher.watch("/cfg", start_revision=start + 1)
         events, thread = _collect(raw)
-        cluster.members[0].kill()
+        _kill_first(cluster)
         try:
             writer["/cfg"] = "while-down"
         finally:
@@ -98,7 +107,7 @@ def test_watches_across_compaction(cluster: EtcdCluster, api: str, prefix: str) 
         _, start = writer.snapshot("/", default=None)
         raw = watcher.watch("/cfg", start_revision=start + 1)
         events, thread = _collect(raw)
-        cluster.members[0].kill()
+        _kill_first(cluster)
         try:
             writer["/cfg"] = "compacted-away"
             writer["/other"] = 1
@@ -221,15 +230,18 @@ async def _next_value(items: Any, expected: Any, timeout: float) -> float:
 async def test_async_tree_watch_across_compaction(
     cluster: EtcdCluster, api: str, prefix: str
 ) -> None:
-    settings = {**connection(api), "prefix": prefix, "read_timeout": READ_TIMEOUT}
-    settings.pop("api")
-    writer = EtcdMiddleware(endpoints=list(cluster.endpoints[1:]), **settings)
-    aio = AsyncEtcdMiddleware(endpoints=[cluster.members[0].endpoint], **settings)
+    _, writer = _clients(cluster, api, prefix)
+    aio = AsyncEtcdMiddleware(
+        endpoints=[cluster.members[0].endpoint],
+        transport=connection(api)["transport"],
+        prefix=prefix,
+        read_timeout=READ_TIMEOUT,
+    )
     async with aio:
         with writer:
             async with aio.watch_tree("/cfg") as items:
                 await _next_value(items, None, BACK_WITHIN)
-                cluster.members[0].kill()
+                _kill_first(cluster)
                 try:
                     writer["/cfg"] = "compacted-away"
                     writer["/other"] = 1

@@ -946,15 +946,25 @@ class V2Watch:
         return self._client
 
     @property
+    def _endpoints(self) -> Sequence[str]:
+        """The endpoints polled in turn: the settings' (python-etcd's current one
+        when they name none, e.g. with ``srv_domain``)."""
+        return self._backend.endpoints or (self._http.base_uri,)
+
+    @property
+    def _endpoint(self) -> str:
+        return self._endpoints[self._member % len(self._endpoints)]
+
+    @property
     def _url(self) -> str:
         client = self._http
-        return self._backend.endpoints[self._member] + client.key_endpoint + _quote(self._key)
+        return self._endpoint + client.key_endpoint + _quote(self._key)
 
     def _next_member(self, reason: str, failures: int) -> float:
         """Move to the next endpoint; the pause before polling it (logged)."""
         from .v3.watch import log_failure, retry_delay
 
-        self._member = (self._member + 1) % len(self._backend.endpoints)
+        self._member = (self._member + 1) % len(self._endpoints)
         delay = retry_delay(failures)
         log_failure(self._key, failures, reason, delay)
         return delay
@@ -1012,7 +1022,7 @@ class V2Watch:
                 retries=False,
             )
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise _PollFailed(f"{self._backend.endpoints[self._member]}: {exc!r}") from None
+            raise _PollFailed(f"{self._endpoint}: {exc!r}") from None
         self._response = response
         if self._cancelled.is_set():
             _shut(response)
@@ -1030,7 +1040,7 @@ class V2Watch:
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             if self._cancelled.is_set():
                 return None
-            raise _PollFailed(f"{self._backend.endpoints[self._member]}: {exc!r}") from None
+            raise _PollFailed(f"{self._endpoint}: {exc!r}") from None
         finally:
             self._response = None
             if body is None:  # part read: the connection cannot be used again
@@ -1063,7 +1073,7 @@ class V2Watch:
         """Why the member polled cannot answer a quorum ``GET`` of the key within
         ``read_timeout``, or None when it can."""
         client = self._http
-        url = self._backend.endpoints[self._member]
+        url = self._endpoint
         try:
             response = client.http.request(
                 "GET",
