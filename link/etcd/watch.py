@@ -18,6 +18,17 @@ No change is lost: a dropped stream resumes after the last revision read; when
 etcd can no longer replay from there (v3: compacted; v2: its 1,000-event history
 moved on) the subtree is read again and the callback called with it, so it
 always ends up with the current value.  Closing the client stops its watches.
+
+A watch does not stay on a member cut off from the majority: v3 streams carry
+etcd's require-leader option (such a member ends them a few election timeouts
+after losing its leader), and a stream quiet for ``WATCH_IDLE_SECONDS`` (10 s)
+is checked with a read that needs a quorum (v3: a linearizable range; v2: a
+``quorum=true`` GET), given ``read_timeout``.  So a change the majority makes
+reaches a TreeWatch within ``WATCH_IDLE_SECONDS + 3 * read_timeout + 2`` seconds
+(check, progress answer, tree read again; the next stream opened within 2 s).
+A failing stream is opened again after 0.1 s, doubling to 2 s, logged by the
+``link.etcd.watch`` logger; a stream refused for its token (expired, or
+forgotten by a restarted member) is opened again with a new token.
 """
 
 from __future__ import annotations
