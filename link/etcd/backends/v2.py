@@ -218,6 +218,18 @@ class V2Backend:
                 return int((getattr(exc, "payload", None) or {}).get("index", 0) or 0), None
             return int(response.getheader("x-etcd-index") or 0), response.data
 
+    def _applied(self, key: str, text: str) -> bool:
+        """After a conditional write that etcd refused: True when an earlier attempt
+        of it may have reached etcd (see :class:`_FailoverClient`) and ``key`` now
+        holds exactly ``text``, i.e. the refusal is the retry meeting the first
+        attempt's own write.  (Another writer storing the same text meanwhile
+        cannot be told apart; either way ``key`` holds what was asked.)"""
+        client = self.client
+        if not (isinstance(client, _FailoverClient) and client.uncertain()):
+            return False
+        node = self._get(key)[1]
+        return node is not None and not node.get("dir") and node.get("value") == text
+
     # -- reads -------------------------------------------------------------
 
     def read_tree(self, key: str) -> tuple[Any, int]:
@@ -461,10 +473,23 @@ class V2Backend:
             try:
                 self._write_below(key, ancestors, value, ttl=seconds, prevExist=False)
             except etcd.EtcdAlreadyExist:
-                return False
+                if value is not None:
+                    return self._applied(key, value)
+                if not self._claimed(key):
+                    return False
         if not isinstance(node, bytes):
             self._write_tree(key, node, seconds)
         return True
+
+    def _claimed(self, key: str) -> bool:
+        """After ``PUT dir=true prevExist=false`` was refused: True when an earlier
+        attempt may have reached etcd and ``key`` is an empty directory (that
+        attempt's, which nothing was written into yet)."""
+        client = self.client
+        if not (isinstance(client, _FailoverClient) and client.uncertain()):
+            return False
+        node = self._get(key)[1]
+        return node is not None and bool(node.get("dir")) and not node.get("nodes")
 
     def compare_and_swap(self, key: str, expected: bytes, new: bytes) -> bool:
         """Store the leaf ``new`` at ``key`` only if ``key`` is a leaf holding exactly
@@ -495,8 +520,10 @@ class V2Backend:
                     client.write(_quote(key), text, **condition)
                     return True
                 except (etcd.EtcdKeyNotFound, etcd.EtcdNotFile, etcd.EtcdNotDir):
-                    return False
+                    return self._applied(key, text)
                 except etcd.EtcdCompareFailed:
+                    if self._applied(key, text):
+                        return True
                     if expected:
                         return False
         raise EtcdCompareFailed(
@@ -551,7 +578,9 @@ class V2Backend:
                     etcd.EtcdKeyNotFound,
                     etcd.EtcdNotFile,
                 ):
-                    pass  # another writer got in between: read again
+                    if self._applied(key, new.decode("utf-8")):
+                        return new  # the retry met this call's own first attempt
+                    # else another writer got in between: read again
                 except etcd.EtcdNotDir:  # a leaf at an ancestor: it goes, as in a replace
                     self._delete_leaf_ancestors(ancestors)
         raise EtcdCompareFailed(
@@ -685,8 +714,10 @@ class _FailoverClient(etcd.Client):  # type: ignore[misc]
     ``etcd.EtcdWatchTimedOut`` as python-etcd does.
 
     :meth:`uncertain` tells, after a request, whether an attempt that failed
-    may have reached etcd (it was sent, then the connection broke or timed out),
-    so that the caller can report what happened rather than what the retry saw.
+    may have reached etcd (it was sent, then the connection broke or timed out,
+    or etcd answered 5xx), so that the caller can report what happened rather
+    than what the retry saw.  Such a ``POST`` (an append: not idempotent) is not
+    sent again: the error says it may have been applied.
     """
 
     endpoints: tuple[str, ...] = ()
@@ -715,8 +746,10 @@ class _FailoverClient(etcd.Client):  # type: ignore[misc]
         cause: BaseException | None = None
         self._attempts.uncertain = False
         started = time.monotonic()
+        tried = 0
         for step in range(len(endpoints)):
             base = endpoints[(first + step) % len(endpoints)]
+            tried += 1
             try:
                 response = self._send(base + path, method, params, timeout or None)
                 _ = response.data
@@ -727,6 +760,9 @@ class _FailoverClient(etcd.Client):  # type: ignore[misc]
                 cause = exc
                 if _maybe_sent(exc):
                     self._attempts.uncertain = True
+                    if method == self._MPOST:  # an append: sent again, it could add twice
+                        failures.append("not sent again: an append (POST) may have been applied")
+                        break
                 continue
             problem = _not_etcd(response)
             if problem is None and response.status >= 500:  # no leader, etcd's own timeout
@@ -734,12 +770,15 @@ class _FailoverClient(etcd.Client):  # type: ignore[misc]
                 self._attempts.uncertain = True
             if problem is not None:
                 failures.append(f"{base}: {problem}")
+                if self._attempts.uncertain and method == self._MPOST:
+                    failures.append("not sent again: an append (POST) may have been applied")
+                    break
                 continue
             self._check_cluster_id(response)
             self._base_uri = base
             return self._handle_server_response(response)
         raise etcd.EtcdConnectionFailed(
-            f"tried {len(failures)} of {len(endpoints)} in "
+            f"tried {tried} of {len(endpoints)} in "
             f"{time.monotonic() - started:.1f} s (read_timeout {self.read_timeout} s each): "
             + "; ".join(failures),
             cause=cause,
