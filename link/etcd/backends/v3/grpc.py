@@ -609,6 +609,8 @@ class GrpcWatchStream:
             return False
         except EtcdError:
             pass  # refused, e.g. for permissions: the member answered
+        except ValueError:  # the client closed the channel: the stream ends anyway
+            pass
         return True
 
     def __iter__(self) -> Iterator[v3.WatchResult]:
