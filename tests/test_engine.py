@@ -1155,3 +1155,26 @@ def test_guarded_write_retried_that_lost_to_another_writer_reads_again() -> None
     send(plan, call.function(call.argument))
     check = send(plan, retried(TxnResult(11, False, [])))
     assert isinstance(send(plan, answer_ranges(check, [KeyValue("/c", b"w", 11)], 11)), Sleep)
+
+
+def test_keys_found_uncovered_are_left_out_from_the_start_next_time() -> None:
+    uncovered: set[str] = set()
+    plan = engine.replace("/app/a/b", b"v", ["/app", "/app/a"], Limits(), uncovered=uncovered)
+    send(plan)
+    plan.throw(EtcdPermissionDenied("permission denied"))
+    assert finish(plan, TxnResult(5, True, [])) is None
+    assert uncovered == {"/app"}
+    again = engine.replace(
+        "/app/a/c", {"x": b"1"}, ["/app", "/app/a"], Limits(), uncovered=uncovered
+    )
+    assert send(again) == read_txn("/app/a/c", ["/app/a", "/app/a/c"])  # no refused attempt
+
+
+def test_uncovered_keys_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "UNCOVERED_KEPT", 1)
+    uncovered = {"/x"}
+    plan = engine.replace("/app/a", b"v", ["/app"], Limits(), uncovered=uncovered)
+    send(plan)
+    plan.throw(EtcdPermissionDenied("permission denied"))
+    finish(plan, TxnResult(5, True, []))
+    assert uncovered == {"/x"}

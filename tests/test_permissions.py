@@ -94,6 +94,20 @@ def test_writes_below_the_granted_prefix(app: EtcdMiddleware, root: EtcdMiddlewa
     assert root["/app"] == {"cfg": {"db": {"host": "h3"}}}
 
 
+def test_a_write_learns_what_the_role_does_not_cover(app: EtcdMiddleware) -> None:
+    """The first write below /app finds /app refused; the client remembers it, and
+    later writes send one request (a refused write txn costs etcd a raft round)."""
+    app["/app/first"] = 1
+    assert app.backend.uncovered == {"/app"}  # type: ignore[attr-defined]
+    transport = app.backend.transport  # type: ignore[attr-defined]
+    sent: list[Any] = []
+    call = transport.call
+    transport.call = lambda request, key=None: sent.append(request) or call(request, key)
+    app["/app/second"] = 2
+    assert len(sent) == 1
+    assert app["/app/second"] == 2
+
+
 def test_ancestors_inside_the_grant_are_still_checked(
     app: EtcdMiddleware, root: EtcdMiddleware
 ) -> None:

@@ -97,6 +97,8 @@ class V3Backend:
         self.transport = open_transport(settings)
         self.endpoints: tuple[str, ...] = self.transport.endpoints
         self.limits = Limits(settings.max_txn_ops, settings.max_request_bytes)
+        #: keys the user's role was found not to cover (see :func:`.engine.checkable`)
+        self.uncovered: set[str] = set()
 
     def __repr__(self) -> str:
         return f"V3Backend(transport={self.settings.transport!r}, endpoints={self.endpoints!r})"
@@ -135,7 +137,10 @@ class V3Backend:
 
     def replace(self, key: str, node: Node, ancestors: Sequence[str], *, lease: int = 0) -> None:
         """See :func:`.engine.replace`."""
-        self.run(engine.replace(key, node, ancestors, self.limits, lease=lease), key)
+        plan = engine.replace(
+            key, node, ancestors, self.limits, lease=lease, uncovered=self.uncovered
+        )
+        self.run(plan, key)
 
     def delete(self, key: str) -> int:
         """Delete ``key`` and everything below it in one txn; how many keys (-1: the

@@ -123,6 +123,8 @@ PAUSE_AFTER = 1_000
 #: What :func:`delete` returns when its answer came from a retry that deleted
 #: nothing: an earlier attempt, whose answer was lost, may have deleted the keys.
 DELETED_BEFORE_RETRY: Final = -1
+#: Keys a client remembers as not covered by its role, at most (see :func:`checkable`).
+UNCOVERED_KEPT = 1_024
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,26 +373,39 @@ def delete(key: str) -> Plan:
     return deleted
 
 
-def checkable(build: Callable[[list[str]], Request], singles: Sequence[str]) -> Plan:
+def checkable(
+    build: Callable[[list[str]], Request],
+    singles: Sequence[str],
+    uncovered: set[str] | None = None,
+) -> Plan:
     """Plan: send ``build(checked)`` for ``checked`` = ``singles`` (keys whose own
     leaf the request reads, compares or deletes: a path's ancestors, the path
     itself), leaving out the shallowest of them, one depth at a time, while etcd
     answers ``PERMISSION_DENIED`` (a role granted on a prefix below them).
 
+    :param uncovered: one client's memory of keys its role was found not to cover:
+        they are left out from the start, and the keys this call had to leave out
+        are added (up to :data:`UNCOVERED_KEPT`), so that later writes skip the
+        refused attempt (a refused write txn still costs etcd a raft round).  A
+        role widened later is used fully by a new client.
     :returns: ``(answer, checked)``.
     :raises EtcdPermissionDenied: etcd refused the request with none of ``singles``
         (the role does not cover the path itself).
     """
-    checked = list(singles)
+    checked = [k for k in singles if k not in uncovered] if uncovered else list(singles)
     while True:
         try:
             answer = yield build(checked)
-            return answer, checked
         except EtcdPermissionDenied:
             if not checked:
                 raise
             top = min(k.count(SEP) for k in checked)
             checked = [k for k in checked if k.count(SEP) > top]
+            continue
+        if uncovered is not None and len(checked) < len(singles):
+            if len(uncovered) < UNCOVERED_KEPT:
+                uncovered.update(k for k in singles if k not in checked)
+        return answer, checked
 
 
 def applied_before(changes: Sequence[Change], lease: int, since: int, at: int) -> Plan:
@@ -422,12 +437,20 @@ def applied_before(changes: Sequence[Change], lease: int, since: int, at: int) -
 
 
 def replace(
-    key: str, node: Node, ancestors: Sequence[str], limits: Limits, *, lease: int = 0
+    key: str,
+    node: Node,
+    ancestors: Sequence[str],
+    limits: Limits,
+    *,
+    lease: int = 0,
+    uncovered: set[str] | None = None,
 ) -> Plan:
     """Plan: make ``key`` hold exactly ``node`` and delete any leaf at ``ancestors``.
 
     :param lease: the lease every key of ``node`` is attached to (0: none); a key
         that already holds its value under another lease is written again.
+    :param uncovered: the client's memory of keys its role does not cover (see
+        :func:`checkable`).
 
     A leaf (``node`` is ``bytes``) is one txn with no read.  A tree is read,
     diffed and written as described in the module docstring.
@@ -449,7 +472,7 @@ def replace(
     if isinstance(node, bytes):
         check_leaf_sizes([(key, node)], limits.max_request_bytes)
         yield from checkable(
-            lambda checked: Txn((), _leaf_ops(key, node, checked, lease)), ancestors
+            lambda checked: Txn((), _leaf_ops(key, node, checked, lease)), ancestors, uncovered
         )
         return None
     leaves = dict(iter_flatten(node, key))
@@ -457,7 +480,7 @@ def replace(
     for attempt in range(WRITE_ATTEMPTS):
         if attempt:
             yield Sleep(random.uniform(0, min(0.5, 0.005 * 2**attempt)))
-        done = yield from _replace_once(key, leaves, ancestors, limits, lease)
+        done = yield from _replace_once(key, leaves, ancestors, limits, lease, uncovered)
         if done:
             return None
     raise EtcdCompareFailed(
@@ -520,12 +543,17 @@ def batch_txn(batch: list[Change], key: str, revision: int, lease: int = 0) -> T
 
 
 def _replace_once(
-    key: str, leaves: dict[str, bytes], ancestors: Sequence[str], limits: Limits, lease: int
+    key: str,
+    leaves: dict[str, bytes],
+    ancestors: Sequence[str],
+    limits: Limits,
+    lease: int,
+    uncovered: set[str] | None = None,
 ) -> Plan:
     """One attempt: returns True when written, False when a compare failed."""
     answer: TxnResult
     answer, singles = yield from checkable(
-        lambda checked: read_txn(key, checked), [k for k in (*ancestors, key) if k]
+        lambda checked: read_txn(key, checked), [k for k in (*ancestors, key) if k], uncovered
     )
     read: Snapshot = yield from paged(answer, key)
     # a key held under another lease is written again, attached to this one
