@@ -1,6 +1,8 @@
 # link.etcd: the two commands of the README, plus lint and bench.
 #   make demo   store `pip inspect`'s JSON in a throwaway etcd, read it back, compare
 #   make test   the whole suite (v3 and v2) against a real etcd started by the tests
+#   make test-faults         the fault suite (marker `faults`): members killed, hung, cut off
+#   make test-faults-etcd34  the same against Debian's etcd 3.4 (apt-get installs it)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
