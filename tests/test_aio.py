@@ -528,22 +528,3 @@ def test_nothing_blocks_the_event_loop(
 
 # -- docs ----------------------------------------------------------------------------
 
-
-async def test_the_asyncio_page_examples_run(
-    etcd_server: Any, etcd_prefix: str, transport: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    page = (ROOT / "docs" / "asyncio.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", page, re.S)
-    assert len(blocks) >= 2
-    for name in list(os.environ):
-        if name.startswith("LINK_ETCD_") and "BINARY" not in name:
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("LINK_ETCD_ENDPOINTS", etcd_server.endpoint)
-    monkeypatch.setenv("LINK_ETCD_PREFIX", etcd_prefix)
-    monkeypatch.setenv("LINK_ETCD_TRANSPORT", transport)
-    for block in blocks:
-        namespace: dict[str, Any] = {"__name__": "docs"}
-        exec(compile(block, "docs/asyncio.md", "exec"), namespace)
-        main = namespace.get("main")
-        if main is not None:
-            await asyncio.wait_for(main(), WAIT)

@@ -10,7 +10,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,10 +19,7 @@ from link.etcd.recipes import Lease
 from link.etcd.recipes.lease import THREAD_PREFIX
 from link.etcd.testing import EtcdCluster, EtcdServer
 
-from .helpers import run_doc_examples
-
 TRANSPORTS = ["grpc", "gateway"]
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "leases.md"
 TREE = {"a": 1, "b": [1, 2]}
 POSITION = "{:020d}".format  # a list position's key segment
 
@@ -285,10 +281,3 @@ def test_lost_when_the_cluster_stays_down_past_the_ttl(
 
 # -- the examples of docs/leases.md ---------------------------------------------
 
-
-def test_docs_examples(etcd_server: Any, etcd_prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every ``>>>`` example of docs/leases.md, in order, with the outputs shown (on
-    gRPC only: the examples are about the API, and two of them wait for a TTL)."""
-    run_doc_examples(
-        DOCS, monkeypatch, {"endpoints": etcd_server.endpoint, "prefix": etcd_prefix}, at_least=31
-    )

@@ -25,10 +25,7 @@ from link.etcd.backends.v3.guarded import Held
 from link.etcd.backends.v3.protocol import CREATE, EQUAL, Compare
 from link.etcd.testing import EtcdCluster
 
-from .helpers import run_doc_examples
-
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = ROOT / "docs" / "coordination.md"
 
 #: A holder in its own process: takes the lock (or leadership), says so, waits
 #: for a line on stdin, then tries a guarded write and says what happened.
@@ -446,8 +443,3 @@ def test_ours_waits_for_etcdctl_lock(grpc: EtcdMiddleware, etcd_server: Any) -> 
 
 # -- docs -----------------------------------------------------------------------------
 
-
-def test_docs_examples(etcd_server: Any, etcd_prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    run_doc_examples(
-        DOCS, monkeypatch, {"endpoints": etcd_server.endpoint, "prefix": etcd_prefix}, at_least=10
-    )

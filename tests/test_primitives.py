@@ -12,7 +12,6 @@ import json
 import math
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,10 +26,9 @@ from link.etcd import (
     codec,
 )
 
-from .helpers import run_doc_examples, same
+from .helpers import same
 
 TRANSPORTS = ["grpc", "gateway"]
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "primitives.md"
 POSITION = "{:020d}".format  # a list position's key segment
 #: A tree whose types only an exact round trip keeps.
 TREE = {
@@ -643,14 +641,3 @@ def test_v2_refuses_what_needs_v3(etcd_server: Any, etcd_prefix: str) -> None:
 
 # -- the examples of docs/primitives.md ----------------------------------------------------------
 
-
-def test_docs_examples(
-    etcd_server: Any, etcd_prefix: str, transport: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Every ``>>>`` example of docs/primitives.md, in order, with the outputs shown."""
-    run_doc_examples(
-        DOCS,
-        monkeypatch,
-        {"endpoints": etcd_server.endpoint, "transport": transport, "prefix": etcd_prefix},
-        at_least=21,
-    )
