@@ -118,6 +118,45 @@ def test_proclaimed_leader_and_queue_order(v3c: EtcdMiddleware) -> None:
     third.resign()
 
 
+def test_a_follower_watches_its_predecessor_not_the_proclaimed_leader(
+    v3c: EtcdMiddleware,
+) -> None:
+    """A leader that proclaims after a follower joined has the latest mod revision
+    of the queue but the oldest create revision: a follower joining after the
+    proclaim still watches the candidate created just before it, not the leader,
+    and leads only after that candidate did."""
+    leader, middle, last = (v3c.election("/e", ttl=10) for _ in range(3))
+    lead = leader.campaign("leader")
+    thread1, outcome1 = campaign_in_thread(middle, "middle", 20)
+    assert wait_until(lambda: _watching(middle) == _key(leader), 5)
+    leader.proclaim("leader, again")  # mod revision: after the middle one's creation
+    thread2, outcome2 = campaign_in_thread(last, "last", 20)
+    assert wait_until(lambda: _watching(last) is not None, 5)
+    assert _watching(last) == _key(middle)
+    assert last.leader() == Leader("leader, again", lead.token)
+    leader.resign()
+    thread1.join(10)
+    assert outcome1 and outcome1[0].value == "middle" and outcome1[0].token > lead.token
+    time.sleep(0.3)
+    assert not outcome2 and _watching(last) == _key(middle)
+    middle.resign()
+    thread2.join(10)
+    assert outcome2 and outcome2[0].token > outcome1[0].token
+    assert last.leader() == outcome2[0]
+    last.resign()
+
+
+def _key(election: Any) -> str:
+    """The etcd key of a candidate."""
+    return str(election._queue.key)
+
+
+def _watching(election: Any) -> str | None:
+    """The key a waiting candidate watches now (its queue's predecessor)."""
+    queue = election._queue
+    return None if queue is None else queue.predecessor
+
+
 def test_observe_reports_each_change(v3c: EtcdMiddleware) -> None:
     election = v3c.election("/e", ttl=10)
     seen: list[Any] = []

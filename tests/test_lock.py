@@ -22,7 +22,9 @@ from link.etcd import (
     EtcdUnsupported,
 )
 from link.etcd.backends.v3.guarded import Held
-from link.etcd.backends.v3.protocol import CREATE, EQUAL, Compare
+from link.etcd.backends.v3.protocol import CREATE, EQUAL, Compare, Put, Range, Txn
+from link.etcd.paths import below, encode_key
+from link.etcd.recipes.lock import first_created, last_created_before
 from link.etcd.testing import EtcdCluster
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -182,6 +184,43 @@ def test_guarded_writes_only_while_held(etcd_server: Any, etcd_prefix: str, tran
         assert client.children("/") == ["data"]  # the lock's key went with the release
 
 
+@pytest.mark.parametrize("transport", ["grpc", "gateway"])
+def test_ranges_by_create_revision(etcd_server: Any, etcd_prefix: str, transport: str) -> None:
+    """KeyValue carries create_revision and version on both transports, and a range
+    sorted by create revision (limit 1, max_create_revision) finds the first key
+    and a key's predecessor where key order and mod revision order say otherwise."""
+    with EtcdMiddleware(
+        endpoints=[etcd_server.endpoint], prefix=etcd_prefix, transport=transport
+    ) as client:
+        call = client._v3("/q", "locks").transport.call
+        prefix = client.key("/q")
+        created = {}
+        for name in ("c", "a", "b"):  # created in this order: key order differs
+            created[name] = call(Put(encode_key(f"{prefix}/{name}"), name.encode())).revision
+        rewritten = call(Put(encode_key(f"{prefix}/c"), b"c2")).revision  # c: mod is last now
+        start, end = below(prefix)
+        everything = call(Range(start, end)).kvs
+        assert [(kv.key[-1], kv.create_revision, kv.version) for kv in everything] == [
+            ("a", created["a"], 1),
+            ("b", created["b"], 1),
+            ("c", created["c"], 2),
+        ]
+        assert everything[2].mod_revision == rewritten
+        first = call(first_created(prefix)).kvs
+        assert [(kv.key, kv.value, kv.create_revision) for kv in first] == [
+            (f"{prefix}/c", b"c2", created["c"])
+        ]
+        for name, predecessor in (("a", "c"), ("b", "a"), ("c", None)):
+            found = call(last_created_before(prefix, created[name])).kvs
+            assert [kv.key for kv in found] == ([f"{prefix}/{predecessor}"] if predecessor else [])
+        by_create = Range(start, end, sort_target=CREATE)  # ascending, no limit, in a txn
+        answer = call(Txn([], [by_create, Range(start, end, descending=True, sort_target=CREATE)]))
+        ascending, descending = (r.kvs for r in answer.responses)  # type: ignore[union-attr]
+        assert [kv.key[-1] for kv in ascending] == ["c", "a", "b"]
+        assert [kv.key[-1] for kv in descending] == ["b", "a", "c"]
+        del client["/q"]
+
+
 def test_release_of_an_unheld_lock_raises(grpc: EtcdMiddleware) -> None:
     lock = grpc.lock("/locks/a", ttl=10)
     with pytest.raises(RuntimeError):
@@ -292,6 +331,44 @@ def test_a_waiter_gets_the_lock_on_release(
     third.release()
     assert client.children("/locks/a") == []
     client.close()
+
+
+def test_each_waiter_watches_its_immediate_predecessor(grpc: EtcdMiddleware) -> None:
+    """Waiters queue in the order they joined, each watching the key created just
+    before its own; when a middle waiter gives up, the next one watches the key
+    before it."""
+    locks = [grpc.lock("/locks/a", ttl=10) for _ in range(4)]
+    assert locks[0].acquire()
+    threads, outcomes = [], []
+    for waiter, timeout in ((locks[1], 20.0), (locks[2], 1.5), (locks[3], 20.0)):
+        outcome: list[Any] = []
+        thread = threading.Thread(
+            target=lambda w=waiter, t=timeout, o=outcome: o.append(_attempt(w.acquire, t))
+        )
+        thread.start()
+        threads.append(thread)
+        outcomes.append(outcome)
+        assert wait_until(lambda w=waiter: _watching(w) is not None, 5)
+    assert [_watching(w) for w in locks[1:]] == [w.key for w in locks[:3]]
+    threads[1].join(10)
+    assert outcomes[1] == [False]
+    assert wait_until(lambda: _watching(locks[3]) == locks[1].key, 5)
+    token = locks[0].token
+    assert token is not None
+    locks[0].release()
+    threads[0].join(10)
+    assert outcomes[0] == [True] and locks[1].token is not None and locks[1].token > token
+    locks[1].release()
+    threads[2].join(10)
+    assert outcomes[2] == [True] and locks[3].token is not None
+    locks[3].release()
+    assert grpc.children("/locks/a") == []
+
+
+def _watching(holder: Any) -> str | None:
+    """The key a waiting lock or candidate watches now (its queue's predecessor)."""
+    queue = holder._queue
+    return None if queue is None else queue.predecessor
 
 
 def test_a_waiter_whose_lease_ends_gets_lock_lost(grpc: EtcdMiddleware, etcd_server: Any) -> None:
@@ -442,4 +519,3 @@ def test_ours_waits_for_etcdctl_lock(grpc: EtcdMiddleware, etcd_server: Any) -> 
 
 
 # -- docs -----------------------------------------------------------------------------
-

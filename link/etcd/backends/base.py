@@ -47,12 +47,17 @@ def check_leaf_sizes(leaves: Iterable[tuple[str, bytes]], max_request_bytes: int
 
 class KeyValue(NamedTuple):
     """One stored key.  ``value`` is ``b''`` when read with ``keys_only``; ``lease``
-    is the id of the lease it is attached to (0: none; v3 only)."""
+    is the id of the lease it is attached to (0: none); ``create_revision`` the
+    store revision that created it (since its last delete) and ``version`` the
+    number of writes since then (1: written once).  The last three are v3 only
+    (0 on v2)."""
 
     key: str
     value: bytes
     mod_revision: int
     lease: int = 0
+    create_revision: int = 0
+    version: int = 0
 
 
 class _Absent:

@@ -22,30 +22,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..backends.v3.guarded import Held
-from ..backends.v3.protocol import (
-    CREATE,
-    EQUAL,
-    GREATER,
-    MOD,
-    VERSION,
-    Compare,
-    Put,
-    Range,
-    RangeResult,
-)
-from ..errors import EtcdCompareFailed, EtcdInvalidTree, EtcdLockLost, EtcdLockTimeout
-from ..paths import below, encode_key
-from .lock import KeyWatch, Queue, _quietly, check_timeout, check_ttl, txn
+from ..backends.v3.protocol import Put, RangeResult
+from ..errors import EtcdInvalidTree, EtcdLockLost, EtcdLockTimeout
+from .lock import KeyWatch, Queue, _quietly, check_timeout, check_ttl, first_created, txn
 
 if TYPE_CHECKING:
-    from ..backends.base import KeyValue
     from ..backends.v3 import V3Backend
     from ..middleware import EtcdMiddleware
 
 _log = logging.getLogger(__name__)
-
-#: Times :meth:`Election.leader` reads again when the candidates change under it.
-LEADER_ATTEMPTS = 16
 
 
 class Leader(NamedTuple):
@@ -181,8 +166,9 @@ class Election:
     def campaign(self, value: str | bytes, timeout: float | None = None) -> Leader:
         """Stand as candidate with ``value`` and block until this candidate leads.
 
-        Requests: ``LeaseGrant``, one txn that creates the key; then, while others
-        lead, one txn per predecessor's delete and a ``Watch`` of that key.
+        Requests: ``LeaseGrant``, one txn that creates the key and reads the
+        leader's; then, while others lead, per predecessor's delete, one txn
+        that finds the predecessor and a ``Watch`` of its key.
 
         :param value: what :meth:`leader` (and ``etcdctl elect -l``) shows.
         :param timeout: seconds to wait (``None``: no limit).
@@ -253,9 +239,8 @@ class Election:
         ``etcdctl elect``): the value and create revision of the key created
         first under the prefix; ``None`` when there is no candidate.
 
-        Requests: one range of the candidates and one txn that proves the first
-        of them; when the leader's key was written since it was created
-        (``proclaim``), a binary search of compares finds its create revision.
+        Requests: one range of the prefix sorted by create revision, ``limit=1``
+        (etcd's Go ``Election.Leader``).
 
         :raises EtcdConnectionFailed: no endpoint answered.
         """
@@ -263,60 +248,12 @@ class Election:
 
     def _leader(self) -> tuple[Leader | None, int]:
         """:meth:`leader`, and the revision at which it was true."""
-        backend = self._backend()
-        start, end = below(self.prefix)
-        for _ in range(LEADER_ATTEMPTS):
-            answer: RangeResult = backend.transport.call(Range(start, end), self.prefix)  # type: ignore[assignment]
-            if not answer.kvs:
-                return None, answer.revision
-            first = min(answer.kvs, key=lambda kv: kv.mod_revision)
-            # written once (version 1): created at its mod revision
-            token = first.mod_revision
-            key = encode_key(first.key)
-            compares = [Compare(key, VERSION, EQUAL, 1), Compare(key, MOD, EQUAL, token)]
-            found = self._prove(backend, key, token, compares)
-            if found is None:
-                found = self._proclaimed(backend, answer.kvs, token)
-            if found is not None:
-                return found
-        raise EtcdCompareFailed(
-            f"the candidates of {self.prefix!r} kept changing while reading the leader",
-            key=self.prefix,
-        )
-
-    def _prove(
-        self, backend: V3Backend, key: bytes, token: int, compares: list[Compare]
-    ) -> tuple[Leader, int] | None:
-        """The leader ``key`` with create revision ``token``, if ``compares`` hold and
-        no key under the prefix was created before it (one txn)."""
-        start, end = below(self.prefix)
-        compares = [*compares, Compare(start, CREATE, GREATER, token - 1, end)]
-        answer = txn(backend, compares, [Range(key)], key=self.prefix)
-        if not answer.succeeded:
-            return None
-        kvs = answer.responses[0].kvs  # type: ignore[union-attr]
-        return Leader(_decode(kvs[0].value), token), answer.revision
-
-    def _proclaimed(
-        self, backend: V3Backend, kvs: list[KeyValue], high: int
-    ) -> tuple[Leader, int] | None:
-        """The leader when the first key was written since its creation: the oldest
-        create revision under the prefix by binary search ("every key was created
-        after r" holds for r below it), then the key created then."""
-        start, end = below(self.prefix)
-        low = 0  # invariant: every key was created after `low`; not every after `high`
-        while high - low > 1:
-            middle = (low + high) // 2
-            if txn(backend, [Compare(start, CREATE, GREATER, middle, end)]).succeeded:
-                low = middle
-            else:
-                high = middle
-        for kv in kvs:
-            key = encode_key(kv.key)
-            found = self._prove(backend, key, high, [Compare(key, CREATE, EQUAL, high)])
-            if found is not None:
-                return found
-        return None
+        request = first_created(self.prefix)
+        answer: RangeResult = self._backend().transport.call(request, self.prefix)  # type: ignore[assignment]
+        if not answer.kvs:
+            return None, answer.revision
+        first = answer.kvs[0]
+        return Leader(_decode(first.value), first.create_revision), answer.revision
 
     def observe(self, callback: Callable[[Leader | None], bool | None]) -> Observer:
         """Call ``callback(leader)`` in a background thread with the current leader

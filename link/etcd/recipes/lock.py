@@ -7,11 +7,12 @@ and ``etcdctl lock`` exclude each other:
   ``ttl / 3``) and creates the key ``<name>/<lease id in hex>`` attached to it,
   in one txn; the key's **create revision** is its place in the queue and, once
   it holds the lock, its **fencing token**;
-- it holds the lock when no key under ``<name>/`` was created before its own
-  (one txn compare over the whole prefix, so the test is exact and atomic);
-- otherwise it watches only its predecessor (the key created last before its
-  own), from the revision right after the read that found it, for its delete:
-  no herd, and a delete between the read and the watch is not missed;
+- it holds the lock when no key under ``<name>/`` was created before its own;
+- otherwise it watches only its predecessor, the key created last before its
+  own, found with one range (sorted by create revision, last first, created at
+  ``token - 1`` or before, ``limit=1``: etcd's ``waitDeletes``), from the
+  revision right after that read, for its delete: no herd, and a delete between
+  the read and the watch is not missed;
 - releasing deletes the key and revokes the lease; a holder that crashes stops
   refreshing, and etcd deletes its key when the lease expires.
 
@@ -36,8 +37,6 @@ from ..backends.v3.guarded import Held
 from ..backends.v3.protocol import (
     CREATE,
     EQUAL,
-    GREATER,
-    LESS,
     Compare,
     DeleteRange,
     Op,
@@ -58,7 +57,6 @@ from ..paths import SEP, below, encode_key
 from .lease import Lease
 
 if TYPE_CHECKING:
-    from ..backends.base import KeyValue
     from ..backends.v3 import V3Backend
     from ..middleware import EtcdMiddleware
 
@@ -179,6 +177,8 @@ class Queue:
         self.key = f"{prefix}{SEP}{lease.id:x}"
         self.token = token
         self.first = first
+        #: the key last watched while waiting (``None``: none yet)
+        self.predecessor: str | None = None
 
     @classmethod
     def join(
@@ -191,7 +191,8 @@ class Queue:
     ) -> Queue:
         """Grant a lease of ``ceil(ttl)`` s kept alive in the background (its
         ``lost`` is ``lost``), and create the key with ``value`` in one txn
-        (``create_revision == 0`` → put, and a ``keys_only`` range of the queue).
+        (``create_revision == 0`` → put, and a range of the key created first
+        under the prefix: :func:`first_created`).
 
         :raises EtcdConnectionFailed: no endpoint answered (the lease, if granted,
             is revoked, or expires within ``ttl``).
@@ -204,7 +205,7 @@ class Queue:
             answer = txn(
                 client._v3(prefix, "locks"),
                 [Compare(key, CREATE, EQUAL, 0)],
-                [Put(key, value, lease.id), Range(start, end, keys_only=True)],
+                [Put(key, value, lease.id), first_created(prefix)],
                 key=prefix,
             )
             if not answer.succeeded:  # a new lease's key cannot exist
@@ -212,14 +213,20 @@ class Queue:
         except BaseException:
             _quietly(lease.revoke)
             raise
-        queue: RangeResult = answer.responses[1]  # type: ignore[assignment]
-        return cls(client, prefix, lease, answer.revision, len(queue.kvs) == 1)
+        first: RangeResult = answer.responses[1]  # type: ignore[assignment]
+        token = answer.revision  # the put's revision: the key's create revision
+        return cls(client, prefix, lease, token, first.kvs[0].create_revision == token)
 
     def _backend(self) -> V3Backend:
         return self.client._v3(self.prefix, "locks")
 
     def wait(self, deadline: float | None) -> bool:
         """Block until this key is the oldest of the queue.
+
+        Each round is one txn: if this key still has its create revision, the
+        range of its predecessor (:func:`last_created_before`); none means first.
+        Otherwise a watch of the predecessor's key until its delete, and again
+        (etcd's Go ``waitDeletes``; the predecessor may itself have been waiting).
 
         :param deadline: ``time.monotonic()`` to give up at (``None``: never).
         :returns: True when first; False at the deadline.
@@ -230,47 +237,23 @@ class Queue:
             return True
         backend = self._backend()
         key = encode_key(self.key)
-        start, end = below(self.prefix)
         while True:
-            # mine still exists, and nothing under the prefix was created before it
             mine = Compare(key, CREATE, EQUAL, self.token)
-            oldest = Compare(start, CREATE, GREATER, self.token - 1, end)
-            queue = [Range(start, end, keys_only=True)]
-            answer = txn(backend, [mine, oldest], (), queue, key=self.prefix)
-            if answer.succeeded:
-                self.first = True
-                return True
-            kvs: list[KeyValue] = answer.responses[0].kvs  # type: ignore[union-attr]
-            if self.lease.lost.is_set() or not any(kv.key == self.key for kv in kvs):
+            before = last_created_before(self.prefix, self.token)
+            answer = txn(backend, [mine], [before], key=self.prefix)
+            if not answer.succeeded or self.lease.lost.is_set():
                 raise EtcdLockLost(
                     f"{self.key!r} (lease {self.lease.id:x}) went away while waiting in the "
                     "queue: the lease expired or was revoked, or the key was deleted",
                     key=self.prefix,
                 )
-            before = self._predecessor(backend, kvs)
-            if before is None:
-                continue  # deleted meanwhile
-            if not self._wait_deleted(backend, before, answer.revision + 1, deadline):
+            kvs = answer.responses[0].kvs  # type: ignore[union-attr]
+            if not kvs:
+                self.first = True
+                return True
+            self.predecessor = kvs[0].key
+            if not self._wait_deleted(backend, kvs[0].key, answer.revision + 1, deadline):
                 return False
-
-    def _predecessor(self, backend: V3Backend, kvs: list[KeyValue]) -> str | None:
-        """The key created last before this one (the one to watch).
-
-        A key's mod revision is at least its create revision, so keys with a mod
-        revision below :attr:`token` were created before it, and for keys written
-        once (lock keys, candidates that never proclaimed) it is the create
-        revision: the latest of them is the predecessor.  A key created before but
-        written since (a leader that proclaimed) is found with one compare each.
-        """
-        others = [kv for kv in kvs if kv.key != self.key]
-        before = [kv for kv in others if kv.mod_revision < self.token]
-        if before:
-            return max(before, key=lambda kv: kv.mod_revision).key
-        for kv in others:
-            created_before = Compare(encode_key(kv.key), CREATE, LESS, self.token)
-            if txn(backend, [created_before], key=self.prefix).succeeded:
-                return kv.key
-        return None
 
     def _wait_deleted(
         self, backend: V3Backend, key: str, start_revision: int, deadline: float | None
@@ -311,6 +294,31 @@ class Queue:
     def held(self, name: str) -> Held:
         """The guard of tree writes: this key, with this create revision."""
         return Held(encode_key(self.key), self.token, name)
+
+
+def first_created(prefix: str) -> Range:
+    """The range of the key created first under ``prefix + '/'`` (the holder of a
+    lock, the leader of an election): sorted by create revision, ``limit=1``
+    (etcd's ``WithFirstCreate``)."""
+    start, end = below(prefix)
+    return Range(start, end, limit=1, sort_target=CREATE)
+
+
+def last_created_before(prefix: str, revision: int) -> Range:
+    """The range of the key created last before ``revision`` under ``prefix + '/'``
+    (a waiter's predecessor), keys only: created at ``revision - 1`` or before,
+    sorted by create revision, last first, ``limit=1`` (etcd's ``WithLastCreate``
+    and ``WithMaxCreateRev``)."""
+    start, end = below(prefix)
+    return Range(
+        start,
+        end,
+        limit=1,
+        keys_only=True,
+        descending=True,
+        sort_target=CREATE,
+        max_create_revision=revision - 1,
+    )
 
 
 def _quietly(cleanup: Callable[[], None]) -> None:
@@ -403,10 +411,11 @@ class Lock:
     def acquire(self, timeout: float | None = None) -> bool:
         """Wait for the lock.
 
-        Requests: ``LeaseGrant``, one txn that creates the key and lists the queue;
-        while others hold it, one txn per predecessor's delete plus one ``Watch``
-        of that key.  On a timeout or an error, the key is deleted and the lease
-        revoked before returning.
+        Requests: ``LeaseGrant``, one txn that creates the key and reads the first
+        key of the queue; while others hold it, one txn that finds the
+        predecessor plus one ``Watch`` of that key, per predecessor's delete.  On
+        a timeout or an error, the key is deleted and the lease revoked before
+        returning.
 
         :param timeout: seconds to wait; ``None``: the lock's ``timeout``; ``0``:
             try once.
@@ -468,4 +477,4 @@ class Lock:
         self.release()
 
 
-__all__ = ["Holder", "KeyWatch", "Lock", "Queue"]
+__all__ = ["Holder", "KeyWatch", "Lock", "Queue", "first_created", "last_created_before"]

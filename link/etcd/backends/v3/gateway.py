@@ -51,7 +51,12 @@ def _range(r: v3.Range) -> dict[str, Any]:
         body["count_only"] = True
     if r.descending:
         body["sort_order"] = "DESCEND"
-        body["sort_target"] = "KEY"
+        body["sort_target"] = r.sort_target
+    elif r.sort_target != "KEY":
+        body["sort_order"] = "ASCEND"
+        body["sort_target"] = r.sort_target
+    if r.max_create_revision:
+        body["max_create_revision"] = r.max_create_revision
     return body
 
 
@@ -124,6 +129,8 @@ class _KV(msgspec.Struct, gc=False):
     value: bytes = b""  # left out when empty, or by keys_only
     mod_revision: int = 0  # an int64, sent as a JSON string
     lease: int = 0
+    create_revision: int = 0
+    version: int = 0
 
 
 class _Range(msgspec.Struct, gc=False):

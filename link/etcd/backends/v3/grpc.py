@@ -45,7 +45,7 @@ _EVENT_TYPES = ("PUT", "DELETE")
 
 
 def _range(r: v3.Range) -> Any:
-    return pb.RangeRequest(
+    request = pb.RangeRequest(
         key=r.key,
         range_end=r.range_end,
         limit=r.limit,
@@ -54,6 +54,13 @@ def _range(r: v3.Range) -> Any:
         count_only=r.count_only,
         sort_order=2 if r.descending else 0,  # DESCEND
     )
+    if r.sort_target != "KEY":
+        request.sort_target = v3.SORT_TARGETS[r.sort_target]
+        if not r.descending:
+            request.sort_order = 1  # ASCEND
+    if r.max_create_revision:
+        request.max_create_revision = r.max_create_revision
+    return request
 
 
 def _add_ops(field: Any, ops: Sequence[v3.Op]) -> None:

@@ -40,8 +40,15 @@ class Range:
 
     :param limit: most keys returned (0: all); ``more`` says whether more exist.
     :param revision: read as of this store revision (0: the latest).
-    :param descending: keys in descending order (etcd's ``sort_order=DESCEND``,
-        ``sort_target=KEY``).
+    :param descending: keys in descending order (etcd's ``sort_order=DESCEND``),
+        of ``sort_target``.
+    :param sort_target: what the keys are sorted by: ``KEY`` (etcd's default
+        order), ``CREATE``, ``MOD`` or ``VERSION`` (etcd's ``sort_target``; any
+        but ``KEY`` is sorted ascending unless ``descending``).  etcd sorts the
+        whole range before applying ``limit``: ``limit=1`` gives the first key
+        created (``CREATE``), or the last one with ``descending``.
+    :param max_create_revision: only keys created at this revision or before
+        (0: no bound; etcd filters before sorting and ``limit``).
     """
 
     key: bytes
@@ -51,6 +58,8 @@ class Range:
     keys_only: bool = False
     count_only: bool = False
     descending: bool = False  # sorted by key, last first (with limit: the last keys)
+    sort_target: str = "KEY"
+    max_create_revision: int = 0
 
 
 @dataclass(slots=True)
@@ -73,8 +82,12 @@ class DeleteRange:
 #: The operations a txn may carry.
 Op: TypeAlias = "Range | Put | DeleteRange"
 
-#: ``Compare.target`` values (etcd's ``CompareTarget``).
+#: ``Compare.target`` values (etcd's ``CompareTarget``); all but ``LEASE`` (and
+#: ``KEY``) are also ``Range.sort_target`` values (etcd's ``SortTarget``).
 VERSION, CREATE, MOD, VALUE, LEASE = "VERSION", "CREATE", "MOD", "VALUE", "LEASE"
+KEY: Final = "KEY"
+#: etcd's ``RangeRequest.SortTarget`` numbers, per ``Range.sort_target``.
+SORT_TARGETS: Final = {KEY: 0, VERSION: 1, CREATE: 2, MOD: 3, VALUE: 4}
 #: ``Compare.result`` values (etcd's ``CompareResult``).
 EQUAL, GREATER, LESS, NOT_EQUAL = "EQUAL", "GREATER", "LESS", "NOT_EQUAL"
 #: The field of etcd's ``Compare.target_union`` that carries the value, per target.
@@ -266,9 +279,23 @@ class DeleteRangeResult:
 
 def key_values(kvs: Iterable[Any]) -> list[KeyValue]:
     """:class:`KeyValue` s of parsed ``mvccpb.KeyValue`` s (anything with ``key``,
-    ``value`` and ``mod_revision``: protobuf messages, the gateway's structs)."""
+    ``value``, ``mod_revision`` and ``lease``: protobuf messages, the gateway's
+    structs), with their ``create_revision`` and ``version`` (0 when absent)."""
     new = tuple.__new__  # KeyValue(...) without its Python-level __new__: the read hot path
-    return [new(KeyValue, (decode_key(kv.key), kv.value, kv.mod_revision, kv.lease)) for kv in kvs]
+    return [
+        new(
+            KeyValue,
+            (
+                decode_key(kv.key),
+                kv.value,
+                kv.mod_revision,
+                kv.lease,
+                getattr(kv, "create_revision", 0),
+                getattr(kv, "version", 0),
+            ),
+        )
+        for kv in kvs
+    ]
 
 
 #: The answer to one txn operation.
