@@ -43,8 +43,8 @@ class Range:
     :param descending: keys in descending order (etcd's ``sort_order=DESCEND``),
         of ``sort_target``.
     :param sort_target: what the keys are sorted by: ``KEY`` (etcd's default
-        order), ``CREATE``, ``MOD`` or ``VERSION`` (etcd's ``sort_target``; any
-        but ``KEY`` is sorted ascending unless ``descending``).  etcd sorts the
+        order), ``CREATE``, ``MOD``, ``VERSION`` or ``VALUE`` (etcd's
+        ``sort_target``; any but ``KEY`` is sorted ascending unless ``descending``).  etcd sorts the
         whole range before applying ``limit``: ``limit=1`` gives the first key
         created (``CREATE``), or the last one with ``descending``.
     :param max_create_revision: only keys created at this revision or before
