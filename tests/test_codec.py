@@ -1,5 +1,6 @@
 """Pure tree encoding: no etcd needed."""
 
+import json
 import math
 from typing import Any
 
@@ -248,3 +249,130 @@ def expected(value: Any) -> Any:
     if isinstance(value, bytes | bytearray):
         return codec.decode_leaf(bytes(value))
     return value
+
+
+# -- the one-pass read (decode_sorted) against the general path (nest + build) --
+
+#: Key segments that exercise the format's rules: list positions, escapes, names
+#: that sort between a leaf and its directory ("a-b" < "a/" < "a0"), Unicode.
+_SEGMENTS = st.sampled_from(
+    ["a", "a-b", "a.b", "a0", "b", "%", "%2F", "50%25", "%2E", "%300000000000000000001"]
+    + [codec.position(i) for i in (0, 1, 2, 11)]
+    + ["é", "\udc80x", "0" * 19]
+)
+#: Stored values: plain text, JSON scalars and markers, JSON-looking text, not UTF-8.
+_VALUES = st.sampled_from(
+    [b"x", b"", b"42", b"-1.5", b"true", b"null", b"{}", b"[]", b'"7"', b"tcp", b"1 ", b"true\n"]
+    + [b"[1]", b"10.0.0.1", b"nan", b"\xff", "é".encode()]
+)
+_KEYS = st.lists(_SEGMENTS, min_size=1, max_size=4).map("/".join)
+
+
+def general(pairs: list[tuple[str, bytes]], base: str) -> Any:
+    return codec.build(codec.nest(pairs, base))
+
+
+@given(st.dictionaries(_KEYS, _VALUES, max_size=12), st.booleans(), _VALUES)
+def test_one_pass_decodes_sorted_pairs_as_the_general_path(
+    leaves: dict[str, bytes], with_own: bool, own: bytes
+) -> None:
+    pairs = sorted((f"/r/{rel}", raw) for rel, raw in leaves.items())
+    if with_own:  # the key read is a leaf too (the directory wins)
+        pairs.insert(0, ("/r", own))
+    value = codec.decode_sorted(pairs, "/r")
+    expected = general(pairs, "/r")
+    assert same(value, expected) and list_of_names(value) == list_of_names(expected)
+    backwards = pairs[::-1]  # unsorted: the general path, whatever it makes of them
+    assert same(codec.decode(iter(backwards), "/r"), general(backwards, "/r"))
+
+
+def list_of_names(value: Any) -> Any:
+    """The dict keys of ``value`` in order, all the way down (same() ignores order)."""
+    if isinstance(value, dict):
+        return [(name, list_of_names(item)) for name, item in value.items()]
+    if isinstance(value, list):
+        return [list_of_names(item) for item in value]
+    return None
+
+
+@pytest.mark.parametrize(
+    "pairs",
+    [
+        [("/r/b", b"1"), ("/r/a", b"2")],  # descending
+        [("/r/a", b"1"), ("/r/a", b"2")],  # a key twice
+        [("/r/a/x", b"1"), ("/r", b"2")],  # the key read itself comes first when sorted
+        [("/q", b"1")],  # outside the key read
+        [("/r//x", b"1")],  # an empty segment: nest files it under /r
+        [("/r/a//x", b"1")],
+    ],
+)
+def test_one_pass_gives_up_on_what_it_cannot_decode(pairs: list[tuple[str, bytes]]) -> None:
+    assert codec.decode_sorted(pairs, "/r") is codec.UNSORTED
+
+
+def test_decode_takes_the_general_path_when_the_one_pass_gives_up() -> None:
+    pairs = [("/r/b", b"1"), ("/r/a/x", b"2"), ("/r//y", b"3")]
+    assert (
+        codec.decode(iter(pairs), "/r") == general(pairs, "/r") == {"b": 1, "a": {"x": 2}, "y": 3}
+    )
+
+
+@pytest.mark.parametrize(
+    ("pairs", "value"),
+    [
+        ([], {}),
+        ([("/r", b"7")], 7),
+        ([("/r", b"\xff")], b"\xff"),
+        ([("/r", b"leaf"), ("/r-b", b"not ours"), ("/r/a", b"1")], {"a": 1}),
+        ([("/r/a", b"leaf"), ("/r/a-b", b"2"), ("/r/a/x", b"1")], {"a": {"x": 1}, "a-b": 2}),
+        ([("/r/l/" + codec.position(i), str(i).encode()) for i in (1, 4, 9)], {"l": [1, 4, 9]}),
+        ([("/r/%2F", b"s"), ("/r/%300000000000000000000", b"p")], {"/": "s", "0" * 20: "p"}),
+    ],
+)
+def test_one_pass_examples(pairs: list[tuple[str, bytes]], value: Any) -> None:
+    pairs = [(key, raw) for key, raw in pairs if key == "/r" or key.startswith("/r/")]
+    assert same(codec.decode_sorted(pairs, "/r"), value)
+
+
+def test_one_pass_reads_the_whole_keyspace() -> None:
+    pairs = [("/a", b"1"), ("/b/c", b"x")]
+    assert codec.decode_sorted(pairs, "") == {"a": 1, "b": {"c": "x"}} == general(pairs, "")
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["a", "%25", "0" * 20, "1" * 20, "١" * 20, "1" * 21]), st.integers()
+    )
+)
+def test_directory_value_is_assemble_for_names_in_key_order(children: dict[str, int]) -> None:
+    ordered = dict(sorted(children.items()))
+    assert codec._directory_value(dict(ordered)) == codec.assemble(dict(ordered))
+
+
+def reference_parse(text: str) -> tuple[bool, Any]:
+    """What _parse_leaf_text must say: json.loads, scalars and empty containers only."""
+    try:
+        value = json.loads(text, parse_constant=codec._reject_constant)
+    except ValueError:
+        return False, None
+    return (False, None) if isinstance(value, list | dict) and value else (True, value)
+
+
+@given(st.text(alphabet=st.sampled_from(list('-+.eE019 \t\n\r\x0b"[]{}tfnrueals') + ["١"])))
+def test_leaf_text_parses_as_json_does(text: str) -> None:
+    parsed, value = codec._parse_leaf_text(text)
+    expected = reference_parse(text)
+    assert parsed == expected[0]
+    if parsed:
+        assert same(value, expected[1])
+
+
+@given(python_values())
+def test_any_python_value_roundtrips_through_sorted_keys(value: Any) -> None:
+    try:
+        node = codec.encode(value, "/base")
+    except EtcdInvalidTree:
+        return
+    pairs = sorted(codec.flatten(node, "/base"))  # as a v3 range gives them
+    assert codec.decode_sorted(pairs, "/base") is not codec.UNSORTED
+    assert same(codec.decode(pairs, "/base"), expected(value))
