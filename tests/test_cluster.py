@@ -1,5 +1,6 @@
 """A real 3-member cluster, TLS and authentication: what production looks like."""
 
+import asyncio
 import http.server
 import os
 import queue
@@ -22,6 +23,7 @@ from link.etcd import (
     EtcdMiddleware,
     EtcdPermissionDenied,
 )
+from link.etcd.aio import AsyncEtcdMiddleware
 from link.etcd.testing import EtcdCluster, EtcdServer
 
 from .apis import APIS, connection
@@ -174,7 +176,8 @@ def test_auth_username_password(auth_server: EtcdServer, transport: str) -> None
     token = client.backend.transport.failover.members[0].token  # type: ignore[attr-defined]
     assert token
     for text in (repr(client), repr(client.backend), repr(client.backend.transport)):  # type: ignore[attr-defined]
-        assert "app-pw" not in text and token not in text
+        assert "app-pw" not in text
+        assert token not in text
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -320,7 +323,8 @@ def test_a_wrong_port_is_named_and_failed_over(
     with pytest.raises(EtcdConnectionFailed) as info:
         alone["/wrong"] = 1
     message = str(info.value)
-    assert "does not look like an etcd client URL" in message and bad in message
+    assert "does not look like an etcd client URL" in message
+    assert bad in message
     assert "welcome welcome welcome welcome welcome welcome welcome welcome welcome" not in message
     assert len(message) < 800
     client = EtcdMiddleware(endpoints=[bad, member.endpoint], **connection(api), read_timeout=1)
@@ -428,7 +432,8 @@ def test_v2_clear_with_the_root_prefix() -> None:
         client["/a"] = {"b": 1}
         client["/c"] = [1, 2]
         client.clear()  # used to raise "Root is read only"
-        assert list(client) == [] and client.children("/") == []
+        assert list(client) == []
+        assert client.children("/") == []
 
 
 @pytest.mark.parametrize("api", ["v2", "v3-grpc"])
@@ -457,7 +462,8 @@ def test_serializable_reads_answer_without_a_quorum(cluster: EtcdCluster, api: s
     fast = EtcdMiddleware(
         endpoints=[alone.endpoint], **connection(api), read_timeout=2, serializable_reads=True
     )
-    assert exact[f"/ser-{api}"] == 7 and fast[f"/ser-{api}"] == 7
+    assert exact[f"/ser-{api}"] == 7
+    assert fast[f"/ser-{api}"] == 7
     with cluster.members[0].paused(), cluster.members[1].paused():
         started = time.monotonic()
         with pytest.raises(EtcdConnectionFailed):
@@ -465,7 +471,17 @@ def test_serializable_reads_answer_without_a_quorum(cluster: EtcdCluster, api: s
         elapsed = time.monotonic() - started
         assert elapsed < 2 + 3, elapsed  # read_timeout, and slack for a loaded machine
         assert fast[f"/ser-{api}"] == 7
+        if api != "v2":  # the asyncio client too
+            assert asyncio.run(_async_read(alone.endpoint, api, f"/ser-{api}")) == 7
     cluster.wait_for_leader()
+
+
+async def _async_read(endpoint: str, api: str, path: str) -> Any:
+    """``path`` read once by an asyncio client with serializable reads."""
+    async with AsyncEtcdMiddleware(
+        endpoints=[endpoint], **connection(api), read_timeout=2, serializable_reads=True
+    ) as client:
+        return await client.get(path)
 
 
 def test_v2_conditional_writes_report_what_a_lost_answer_did(cluster: EtcdCluster) -> None:
@@ -496,7 +512,8 @@ def test_v2_conditional_writes_report_what_a_lost_answer_did(cluster: EtcdCluste
             return value + 1
 
         assert fresh().transform("/leaf", bump) == 6
-        assert direct["/leaf"] == 6 and calls == [5]  # applied once, fn called once
+        assert direct["/leaf"] == 6
+        assert calls == [5]  # applied once, fn called once
         direct["/list"] = ["x"]
         with pytest.raises(EtcdConnectionFailed, match="may have been applied"):
             fresh().append("/list", "y")

@@ -15,7 +15,6 @@ gateway cannot ask for progress), as the sync transport does.
 from __future__ import annotations
 
 import asyncio
-import json
 import ssl
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from typing import Any
@@ -29,6 +28,7 @@ from ..backends.v3.gateway import (
     WATCH_HEADERS,
     answer,
     auth_body,
+    body_of,
     token,
     watch_body,
     watch_line,
@@ -116,8 +116,8 @@ class AsyncGatewayTransport:
     async def call(self, request: v3.Request, key: str | None = None) -> v3.Result:
         """Send ``request`` to the first member that answers; see
         :class:`link.etcd.aio.driver.AsyncTransport`."""
-        path, to_json, decoder, to_result = CALLS[type(request)]
-        body = json.dumps(to_json(request))
+        path, _, decoder, to_result = CALLS[type(request)]
+        body = body_of(request, self.settings)
 
         async def send(member: _Member) -> v3.Result:
             return to_result(decoder.decode(await self._post(member, path, body, key)))  # type: ignore[no-any-return]

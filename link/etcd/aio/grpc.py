@@ -30,6 +30,7 @@ from ..backends.v3.grpc import (
     Endpoint,
     channel_args,
     lease_result,
+    message_of,
     status,
     verdict,
     watch_request,
@@ -109,8 +110,8 @@ class AsyncGrpcTransport:
         if type(request) is v3.LeaseKeepAlive:
             return await self.keepalive(request.id)
         kind = type(request)
-        _, to_message, _, to_result = UNARY[kind]
-        message = to_message(request)
+        to_result = UNARY[kind][3]
+        message = message_of(request, self.settings)
         timeout = self.settings.read_timeout
 
         async def send(member: Endpoint) -> v3.Result:

@@ -116,6 +116,16 @@ def serializable(body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+def body_of(request: v3.Request, settings: EtcdSettings) -> str:
+    """The JSON body that carries ``request`` to the gateway, its ranges
+    ``serializable`` when ``settings.serializable_reads`` (both gateway
+    transports, sync and async)."""
+    fields = CALLS[type(request)][1](request)
+    if settings.serializable_reads and type(request) in (v3.Range, v3.Txn):
+        fields = serializable(fields)
+    return json.dumps(fields)
+
+
 # -- JSON answers -----------------------------------------------------------------
 
 
@@ -481,11 +491,8 @@ class GatewayTransport:
 
     def call(self, request: v3.Request, key: str | None = None) -> v3.Result:
         """Send ``request`` to the first member that answers; see :class:`.transport.Transport`."""
-        path, to_json, decoder, to_result = CALLS[type(request)]
-        fields = to_json(request)
-        if self.settings.serializable_reads and type(request) in (v3.Range, v3.Txn):
-            fields = serializable(fields)
-        body = json.dumps(fields)
+        path, _, decoder, to_result = CALLS[type(request)]
+        body = body_of(request, self.settings)
 
         def send(member: _Endpoint) -> v3.Result:
             return to_result(decoder.decode(self._post(member, path, body, key)))  # type: ignore[no-any-return]

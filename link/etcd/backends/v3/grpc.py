@@ -114,6 +114,13 @@ def serializable(message: Any) -> Any:
     return message
 
 
+def message_of(request: v3.Request, settings: EtcdSettings) -> Any:
+    """The protobuf message that carries ``request``, its ranges ``serializable``
+    when ``settings.serializable_reads`` (both gRPC transports, sync and async)."""
+    message = UNARY[type(request)][1](request)
+    return serializable(message) if settings.serializable_reads else message
+
+
 # -- messages to results ----------------------------------------------------------
 
 
@@ -427,10 +434,8 @@ class GrpcTransport:
         if type(request) is v3.LeaseKeepAlive:
             return self.keepalive(request.id)
         kind = type(request)
-        _, to_message, _, to_result = UNARY[kind]
-        message = to_message(request)
-        if self.settings.serializable_reads:
-            message = serializable(message)
+        to_result = UNARY[kind][3]
+        message = message_of(request, self.settings)
 
         def send(member: Endpoint) -> v3.Result:
             answer = self._unary(member, kind, message, key)
