@@ -35,6 +35,8 @@ from typing import Any
 import etcd
 import etcd3gw.exceptions
 
+from link.etcd.testing.metrics import difference, request_counts
+
 from .contenders import (
     GATHER,
     PREFIX,
@@ -46,7 +48,6 @@ from .contenders import (
     Workload,
     contenders,
 )
-from .metrics import difference, request_counts
 
 __all__ = ["Measurement", "cleanup", "measure_size"]
 

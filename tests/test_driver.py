@@ -14,8 +14,8 @@ from b3j0f.conf import Configurable, Parameter, category  # noqa: E402  (after l
 from b3j0f.conf.model.param import BOOL  # noqa: E402
 
 from link.etcd import EtcdConnectionFailed, EtcdMiddleware
-from link.etcd.demo import request_count  # noqa: E402
 from link.etcd.driver import EtcdConfDriver  # noqa: E402
+from link.etcd.testing.metrics import request_count  # noqa: E402
 
 from .apis import connection
 

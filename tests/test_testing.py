@@ -25,7 +25,7 @@ from link.etcd.testing import (
     find_etcd_binary,
 )
 
-REPO_ROOT = Path(testing.__file__).resolve().parents[2]
+REPO_ROOT = Path(testing.__file__).resolve().parents[3]
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -360,7 +360,7 @@ def run_inner_pytest(tmp_path: Path, source: str, **env: str) -> subprocess.Comp
         **env,
     )
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "link.etcd.testing", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "-p", "link.etcd.testing.plugin", "-p", "no:cacheprovider",
          "-q", str(tmp_path)],
         capture_output=True, text=True, env=full_env, cwd=tmp_path, timeout=120,
     )  # fmt: skip

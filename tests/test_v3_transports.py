@@ -12,7 +12,7 @@ import pytest
 
 from link.etcd import EtcdMiddleware
 from link.etcd.backends.v3.protocol import Put, Range
-from link.etcd.demo import request_count
+from link.etcd.testing.metrics import request_count
 
 ROOT = Path(__file__).resolve().parent.parent
 TRANSPORTS = ["grpc", "gateway"]

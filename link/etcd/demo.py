@@ -17,24 +17,17 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 from . import codec
 from .middleware import EtcdMiddleware
+from .testing.metrics import request_count
 
 _CONFIGURED = ("LINK_ETCD_ENDPOINTS", "LINK_ETCD_HOST", "LINK_ETCD_URI")
-_V3_KV = re.compile(
-    r'^grpc_server_handled_total\{[^}]*grpc_method="(Range|Txn|Put|DeleteRange)"'
-    r'[^}]*grpc_service="etcdserverpb.KV"[^}]*\} (\d+)',
-    re.M,
-)
-_V2_HTTP = re.compile(r"^etcd_http_received_total\{[^}]*\} (\d+)", re.M)
 
 
 def pip_inspect() -> Any:
@@ -47,19 +40,6 @@ def pip_inspect() -> Any:
         env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
     ).stdout
     return json.loads(output)
-
-
-def request_count(endpoint: str, api: str) -> int | None:
-    """Requests the server has handled so far (v3: KV gRPC calls; v2: HTTP requests),
-    read from its ``/metrics``; ``None`` when the endpoint does not expose them."""
-    try:
-        with urllib.request.urlopen(f"{endpoint}/metrics", timeout=5) as response:
-            text = response.read().decode()
-    except OSError:
-        return None
-    if api == "v3":
-        return sum(int(m.group(2)) for m in _V3_KV.finditer(text))
-    return sum(int(m.group(1)) for m in _V2_HTTP.finditer(text))
 
 
 def leaf_count(document: Any) -> int:

