@@ -57,7 +57,7 @@ def conf_search_path(environ: Mapping[str, str] | None = None) -> list[Path]:
     12. ``<home>/.config``
     13. ``<home>/config``
     14. ``<home>/etc``
-       (home is ``$HOME``, else ``%USERPROFILE%``, else ``os.path.expanduser("~")``)
+        (home is ``$HOME``, else ``%USERPROFILE%``, else ``os.path.expanduser("~")``)
     15. ``.`` (the current working directory)
     16. ``$B3J0F_CONF_DIR`` (the last, strongest)
 

@@ -25,11 +25,20 @@ class EtcdCluster:
     killed and started again one by one (``cluster.members[0].kill()``,
     ``cluster.members[0].start()``) for failover tests.
 
+    Members are named ``m0``, ``m1``, ...; peers talk plain HTTP.  Every other
+    argument is the one of :class:`EtcdServer`, applied to every member.
+
     :param size: number of members (>= 1).
-    :param enable_v2, binary, certfile, keyfile, trusted_ca_file, ca_file,
-        client_cert_auth, extra_args, startup_timeout, host: as for
-        :class:`EtcdServer`, applied to every member (members are named
-        ``m0``, ``m1``, ...; peers talk plain HTTP).
+    :param enable_v2: as for :class:`EtcdServer`.
+    :param binary: as for :class:`EtcdServer`.
+    :param certfile: as for :class:`EtcdServer`.
+    :param keyfile: as for :class:`EtcdServer`.
+    :param trusted_ca_file: as for :class:`EtcdServer`.
+    :param ca_file: as for :class:`EtcdServer`.
+    :param client_cert_auth: as for :class:`EtcdServer`.
+    :param extra_args: as for :class:`EtcdServer`.
+    :param startup_timeout: seconds each member may take to become healthy.
+    :param host: loopback address every member listens on.
     :raises ValueError: *size* < 1.
     :raises FileNotFoundError: no etcd binary.
     """
