@@ -22,6 +22,7 @@ from link.etcd import (
     EtcdInvalidTree,
     EtcdKeyNotFound,
     EtcdMiddleware,
+    EtcdTxnTooLarge,
     EtcdUnsupported,
     codec,
 )
@@ -102,7 +103,7 @@ def in_threads(count: int, work: Callable[[int], None]) -> None:
     def run(i: int) -> None:
         try:
             work(i)
-        except BaseException as exc:  # handed to the test thread
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
@@ -147,10 +148,13 @@ def test_create_with_ttl_or_lease_attaches_every_key(
     assert client.create("/t", {"a": 1, "b": [2]}, ttl=4.5) is True
     held = raw(etcd_server, etcd_prefix)
     leases = {lease for _, _, lease in held.values()}
-    assert len(held) == 2 and len(leases) == 1 and 0 not in leases
+    assert len(held) == 2
+    assert len(leases) == 1
+    assert 0 not in leases
     (lease_id,) = leases
     remaining, granted = lease_ttl(etcd_server, lease_id)
-    assert granted == 5 and 0 < remaining <= 5  # ceil(4.5)
+    assert granted == 5
+    assert 0 < remaining <= 5  # ceil(4.5)
     revoke(etcd_server, lease_id)
     assert "/t" not in client
 
@@ -301,7 +305,8 @@ def test_if_revision_with_ttl(client: EtcdMiddleware, etcd_server: Any, etcd_pre
     _, revision = client.snapshot("/s", None)
     client.set("/s", {"a": 1, "b": 2}, ttl=10, if_revision=revision)
     leases = {lease for _, _, lease in raw(etcd_server, etcd_prefix).values()}
-    assert len(leases) == 1 and 0 not in leases
+    assert len(leases) == 1
+    assert 0 not in leases
     revoke(etcd_server, leases.pop())
     assert "/s" not in client
 
@@ -339,7 +344,8 @@ def test_transform_default_and_missing(client: EtcdMiddleware) -> None:
 
     with pytest.raises(EtcdKeyNotFound):
         client.transform("/hits", increment)
-    assert seen == [] and "/hits" not in client
+    assert seen == []
+    assert "/hits" not in client
     assert client.transform("/hits", increment, default=0) == 1
     assert client.transform("/hits", increment, default=100) == 2  # default unused
     assert seen == [0, 1]
@@ -506,7 +512,8 @@ def test_append_with_ttl(client: EtcdMiddleware, etcd_server: Any, etcd_prefix: 
     held = raw(etcd_server, etcd_prefix)
     leases = {key: lease for key, (_, _, lease) in held.items()}
     item_leases = {lease for key, lease in leases.items() if key.startswith(etcd_prefix + expiring)}
-    assert len(item_leases) == 1 and 0 not in item_leases
+    assert len(item_leases) == 1
+    assert 0 not in item_leases
     assert [lease for key, lease in leases.items() if lease not in item_leases] == [0, 0]
     (lease_id,) = item_leases
     assert lease_ttl(etcd_server, lease_id)[1] == 10
@@ -531,7 +538,8 @@ def test_snapshot_at_a_revision_and_rollback(
     assert latest > good
 
     old, at = client.snapshot("/cfg", revision=good)
-    assert same(old, TREE) and at == good
+    assert same(old, TREE)
+    assert at == good
     assert same(client.snapshot("/cfg", revision=latest)[0], now)
     assert client.snapshot("/nothing", "dflt", revision=good) == ("dflt", good)
     with pytest.raises(EtcdKeyNotFound):
@@ -609,8 +617,9 @@ def test_conditional_write_too_large_for_one_txn_writes_nothing(
     small["/list"] = ["x"]
     _, revision = small.snapshot("/")
     before = raw(etcd_server, etcd_prefix)
-    with pytest.raises(EtcdInvalidTree, match="one txn"):
+    with pytest.raises(EtcdTxnTooLarge, match="one txn") as info:
         write(small, revision)
+    assert isinstance(info.value, EtcdInvalidTree)  # what callers caught before
     assert raw(etcd_server, etcd_prefix) == before
 
 

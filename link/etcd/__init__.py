@@ -21,6 +21,7 @@ from .errors import (
     EtcdPermissionDenied,
     EtcdSettingsError,
     EtcdTimeout,
+    EtcdTxnTooLarge,
     EtcdUnsupported,
 )
 from .middleware import EtcdMiddleware
@@ -44,6 +45,7 @@ __all__ = [
     "EtcdSettings",
     "EtcdSettingsError",
     "EtcdTimeout",
+    "EtcdTxnTooLarge",
     "EtcdUnsupported",
     "load_settings",
 ]

@@ -5,6 +5,7 @@ Hierarchy::
     EtcdError                      root; carries ``endpoints`` and ``key`` where known
     ├── EtcdKeyNotFound            also a KeyError: nothing stored at the path
     ├── EtcdInvalidTree            also a ValueError: bad input, raised before any write
+    │   └── EtcdTxnTooLarge        a write that must be one txn does not fit in one
     ├── EtcdSettingsError          also a ValueError: bad setting (file, key and value named)
     ├── EtcdConnectionFailed       no endpoint answered (every endpoint tried is named)
     │   └── EtcdTimeout            an endpoint did not answer within ``read_timeout``
@@ -61,6 +62,12 @@ class EtcdKeyNotFound(EtcdError, KeyError):
 
 class EtcdInvalidTree(EtcdError, ValueError):
     """The value or path cannot be stored; raised before anything is written."""
+
+
+class EtcdTxnTooLarge(EtcdInvalidTree):
+    """A write that must be one txn (a conditional write, ``update``) needs more
+    operations or bytes than etcd takes in one (``max_txn_ops``,
+    ``max_request_bytes``); raised before anything is written."""
 
 
 class EtcdSettingsError(EtcdError, ValueError):
@@ -152,5 +159,6 @@ __all__ = [
     "EtcdPermissionDenied",
     "EtcdSettingsError",
     "EtcdTimeout",
+    "EtcdTxnTooLarge",
     "EtcdUnsupported",
 ]

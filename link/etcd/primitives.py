@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from . import codec
 from .backends.base import ABSENT, KeyValue
 from .backends.v3 import guarded
-from .errors import EtcdInvalidTree, EtcdKeyNotFound, EtcdUnsupported
+from .errors import EtcdKeyNotFound, EtcdTxnTooLarge, EtcdUnsupported
 
 if TYPE_CHECKING:
     from .backends.v2 import V2Backend
@@ -95,7 +95,8 @@ def create(
     below it, etcd's TTL of ``ceil(ttl)`` seconds.
 
     :returns: True when written; False when ``path`` holds something.
-    :raises EtcdInvalidTree: bad path or value, or too large for one txn.
+    :raises EtcdInvalidTree: bad path or value; its subclass EtcdTxnTooLarge: too
+        large for one txn.
     :raises EtcdUnsupported: ``lease`` on v2.
     """
     key, ancestors = client._writable(path)
@@ -121,7 +122,8 @@ def compare_and_swap(client: EtcdMiddleware, path: str, expected: Any, new: Any)
 
     :returns: True when swapped; False when ``path`` holds something else (or
         nothing).
-    :raises EtcdInvalidTree: bad path or values, or too large for one txn.
+    :raises EtcdInvalidTree: bad path or values; its subclass EtcdTxnTooLarge: too
+        large for one txn.
     :raises EtcdUnsupported: on v2, a tree as ``expected`` or ``new`` (comparing
         or writing several keys at once needs a multi-key transaction).
     """
@@ -257,9 +259,8 @@ def update(
         try:
             client._v3("/", "update").replace_many(entries)
             return
-        except EtcdInvalidTree as exc:
-            if "one txn" not in str(exc):
-                raise
+        except EtcdTxnTooLarge:
+            pass
     for key, node, ancestors in entries:
         client.backend.replace(key, node, ancestors)
 
@@ -313,9 +314,8 @@ def rollback(client: EtcdMiddleware, path: str, revision: int) -> int:
     try:
         _, written = backend.replace_if(key, ancestors, lambda items: node)
         return written
-    except EtcdInvalidTree as exc:
-        if "one txn" not in str(exc):
-            raise
+    except EtcdTxnTooLarge:
+        pass
     backend.replace(key, node, ancestors)
     return backend.read_tree(key)[1]
 

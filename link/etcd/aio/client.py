@@ -20,7 +20,7 @@ from .. import codec
 from ..backends.base import ABSENT, KeyValue
 from ..backends.v3 import engine, guarded
 from ..backends.v3.engine import Limits, Plan
-from ..errors import EtcdInvalidTree, EtcdKeyNotFound, EtcdUnsupported
+from ..errors import EtcdKeyNotFound, EtcdTxnTooLarge, EtcdUnsupported
 from ..middleware import EtcdMiddleware
 from ..primitives import MISSING, _stored
 from ..settings import EtcdSettings
@@ -360,9 +360,8 @@ def update_plan(entries: list[tuple[str, codec.Node, list[str]]], limits: Limits
     if entries and not nested and len(set(keys)) == len(keys):
         try:
             return (yield from guarded.replace_many(entries, limits))
-        except EtcdInvalidTree as exc:
-            if "one txn" not in str(exc):
-                raise
+        except EtcdTxnTooLarge:
+            pass
     for key, node, ancestors in entries:
         yield from engine.replace(key, node, ancestors, limits)
     return None

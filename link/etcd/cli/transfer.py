@@ -20,8 +20,8 @@ from ..backends.v3 import V3Backend
 from ..errors import (
     EtcdCompacted,
     EtcdCompareFailed,
-    EtcdInvalidTree,
     EtcdKeyNotFound,
+    EtcdTxnTooLarge,
     EtcdUnsupported,
 )
 from ..history import oldest_revision
@@ -138,9 +138,8 @@ def write_load(client: EtcdMiddleware, plan: LoadPlan) -> str:
             "written: run the command again",
             FAILED,
         ) from exc
-    except EtcdInvalidTree as exc:
-        if "one txn" not in str(exc):
-            raise
+    except EtcdTxnTooLarge:
+        pass
     client[plan.path] = plan.new
     return " in several txns (too large for one: not atomic, the last writer wins)"
 

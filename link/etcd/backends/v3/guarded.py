@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from ... import codec
 from ...codec import Node
-from ...errors import EtcdCompareFailed, EtcdInvalidTree, EtcdLockLost
+from ...errors import EtcdCompareFailed, EtcdInvalidTree, EtcdLockLost, EtcdTxnTooLarge
 from ...paths import SEP, below, encode_key
 from ..base import KeyValue, check_leaf_sizes
 from .engine import (
@@ -162,7 +162,7 @@ def _one_txn(key: str, compares: int, changes: list[Change], limits: Limits) -> 
         or len(changes) > limits.max_txn_ops
         or len(batches(changes, limits)) > 1
     ):
-        raise EtcdInvalidTree(
+        raise EtcdTxnTooLarge(
             f"a guarded write of {key!r} must fit in one txn ({len(changes)} changes, "
             f"{compares} compares; max_txn_ops={limits.max_txn_ops}, max_request_bytes="
             f"{limits.max_request_bytes})",
@@ -198,8 +198,10 @@ def replace_if(
     :returns: ``(written, revision)``: whether a txn was applied (a node equal to
         what is stored counts as written, with nothing sent), and the revision of
         the write or of the read.
-    :raises EtcdInvalidTree: the write would need more than one txn, or a key and
-        value exceed ``max_request_bytes`` (nothing written).
+    :raises EtcdTxnTooLarge: the write would need more than one txn (nothing
+        written).
+    :raises EtcdInvalidTree: a key and value exceed ``max_request_bytes``
+        (nothing written).
     :raises EtcdCompareFailed: ``since`` was passed, or other writers kept
         winning for ``attempts`` attempts.
     :raises EtcdCompacted: ``since`` is older than etcd's compaction.
@@ -257,7 +259,7 @@ def replace_many(entries: Sequence[tuple[str, Node, Sequence[str]]], limits: Lim
     another's ancestor (the caller writes those one by one).
 
     :returns: the revision of the write (or of the read when nothing changed).
-    :raises EtcdInvalidTree: the whole does not fit one txn (nothing written).
+    :raises EtcdTxnTooLarge: the whole does not fit one txn (nothing written).
     :raises EtcdCompareFailed: other writers kept winning.
     """
     leaves: dict[str, bytes] = {}
@@ -267,7 +269,7 @@ def replace_many(entries: Sequence[tuple[str, Node, Sequence[str]]], limits: Lim
     singles = sorted({k for key, _, ancestors in entries for k in (*ancestors, key) if k})
     keys = [key for key, _, _ in entries]
     if len(singles) + len(keys) > limits.max_txn_ops:  # the read, and the compares
-        raise EtcdInvalidTree(
+        raise EtcdTxnTooLarge(
             f"{len(keys)} paths need {len(singles) + len(keys)} ranges and compares: more "
             f"than one txn holds (max_txn_ops={limits.max_txn_ops})",
             key=keys[0],
