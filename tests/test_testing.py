@@ -1,4 +1,4 @@
-"""Real-server tests for link.etcd.testing (no mocks: every test runs etcd)."""
+"""Tests of link.etcd.testing: real etcd servers (no mocks), and its pure helpers."""
 
 from __future__ import annotations
 
@@ -13,17 +13,25 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from link.etcd import testing
+from link.etcd import EtcdMiddleware, testing
+from link.etcd.backends.base import WATCH_IDLE_SECONDS
 from link.etcd.testing import (
     EtcdCluster,
     EtcdctlError,
     EtcdServer,
     ExternalEtcdServer,
+    difference,
     find_etcd_binary,
+    request_count,
+    request_counts,
+    set_watch_idle,
 )
+
+from .apis import connection
 
 REPO_ROOT = Path(testing.__file__).resolve().parents[3]
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -414,3 +422,57 @@ def test_plugin_uses_external_endpoint(tmp_path: Path, server: EtcdServer) -> No
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert server.etcdctl("get", "/from-inner", "--print-value-only").stdout.strip() == "hi"
+
+
+# -- set_watch_idle (no server: creating the backend sends no request) -----------
+
+
+@pytest.mark.parametrize("api", ["v3-grpc", "v3-gateway", "v2"])
+def test_set_watch_idle_reaches_the_watch_streams(api: str) -> None:
+    with EtcdMiddleware(endpoints=["http://127.0.0.1:9"], **connection(api)) as client:
+        backend: Any = client.backend
+        holder = backend if api == "v2" else backend.transport
+        assert holder.watch_idle_seconds == WATCH_IDLE_SECONDS
+        assert set_watch_idle(client, 1.5) == WATCH_IDLE_SECONDS
+        assert holder.watch_idle_seconds == 1.5
+        assert set_watch_idle(client, 2) == 1.5
+        with pytest.raises(ValueError, match="positive"):
+            set_watch_idle(client, 0)
+        assert holder.watch_idle_seconds == 2.0
+
+
+# -- request counters from /metrics ------------------------------------------------
+
+
+def test_difference_drops_unchanged_methods() -> None:
+    assert difference({"Txn": 5, "Range": 3}, {"Txn": 2, "Range": 3}) == {"Txn": 3}
+    assert difference({"PUT": 1}, {}) == {"PUT": 1}
+    assert difference(None, {"Txn": 1}) == {} and difference({"Txn": 1}, None) == {}
+
+
+def test_request_counts_of_a_closed_port_are_none() -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there now
+    assert request_counts(f"http://127.0.0.1:{port}", "v3", timeout=2) is None
+    assert request_count(f"http://127.0.0.1:{port}", "v2", timeout=2) is None
+
+
+def test_request_counts_follow_the_requests(server: EtcdServer) -> None:
+    before_v3 = request_counts(server.endpoint, "v3")
+    before_v2 = request_counts(server.endpoint, "v2")
+    server.etcdctl("put", "/metrics-k", "1")
+    server.etcdctl("get", "/metrics-k")
+    after_v3 = request_counts(server.endpoint, "v3")
+    assert difference(after_v3, before_v3) == {"Put": 1, "Range": 1}
+    assert request_count(server.endpoint, "v3") == sum((after_v3 or {}).values())
+    put = urllib.request.Request(
+        server.endpoint + "/v2/keys/metrics-v2",
+        data=b"value=x",
+        method="PUT",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    with NO_PROXY.open(put, timeout=5) as answer:
+        assert answer.status == 201
+    assert difference(request_counts(server.endpoint, "v2"), before_v2) == {"PUT": 1}

@@ -21,11 +21,13 @@ always ends up with the current value.  Closing the client stops its watches.
 
 A watch does not stay on a member cut off from the majority: v3 streams carry
 etcd's require-leader option (such a member ends them a few election timeouts
-after losing its leader), and a stream quiet for ``WATCH_IDLE_SECONDS`` (10 s)
-is checked with a read that needs a quorum (v3: a linearizable range; v2: a
-``quorum=true`` GET), given ``read_timeout``.  So a change the majority makes
-reaches a TreeWatch within ``WATCH_IDLE_SECONDS + 3 * read_timeout + 2`` seconds
-(check, progress answer, tree read again; the next stream opened within 2 s).
+after losing its leader), and a stream quiet for ``WATCH_IDLE_SECONDS`` (10 s;
+``watch_idle_seconds`` of the client's v3 transport or v2 backend, see
+:func:`link.etcd.testing.set_watch_idle`) is checked with a read that needs a
+quorum (v3: a linearizable range; v2: a ``quorum=true`` GET), given
+``read_timeout``.  So a change the majority makes reaches a TreeWatch within
+``WATCH_IDLE_SECONDS + 3 * read_timeout + 2`` seconds (check, progress answer,
+tree read again; the next stream opened within 2 s).
 A failing stream is opened again after 0.1 s, doubling to 2 s, logged by the
 ``link.etcd.watch`` logger; a stream refused for its token (expired, or
 forgotten by a restarted member) is opened again with a new token.

@@ -103,6 +103,9 @@ class V2Backend:
     def __init__(self, settings: EtcdSettings) -> None:
         self.settings = settings
         self.endpoints: tuple[str, ...] = tuple(settings.urls)
+        #: seconds a watch stream opened from now on may stay silent before its member
+        #: is checked (:data:`~link.etcd.backends.base.WATCH_IDLE_SECONDS` by default)
+        self.watch_idle_seconds = WATCH_IDLE_SECONDS
         self._client: etcd.Client | None = None
         self._writer: Pipeline | None = None
         self._lock = threading.Lock()
@@ -949,7 +952,8 @@ class V2Watch:
     (``GET ?wait=true&recursive=true&waitIndex=N``), each resuming after the last
     event, on one endpoint at a time.
 
-    After :data:`WATCH_IDLE_SECONDS` without an event, one quorum ``GET`` of the
+    After the backend's ``watch_idle_seconds`` (read when the watch is created;
+    default :data:`WATCH_IDLE_SECONDS`) without an event, one quorum ``GET`` of the
     key (``quorum=true``: it goes through raft, so a member cut off from the
     majority cannot answer it) is sent to the member polled; when it fails within
     ``read_timeout``, the polls move to the next endpoint.  A poll that fails
@@ -965,6 +969,7 @@ class V2Watch:
         self._backend = backend
         self._key = key
         self._index = start_revision
+        self._idle = backend.watch_idle_seconds
         self._cancelled = threading.Event()
         self._member = 0
         self._response: Any = None
@@ -1012,7 +1017,7 @@ class V2Watch:
         failures = 0
         quiet_since = time.monotonic()
         while not self._cancelled.is_set():
-            if time.monotonic() - quiet_since >= WATCH_IDLE_SECONDS:
+            if time.monotonic() - quiet_since >= self._idle:
                 quiet_since = time.monotonic()
                 reason = self._quorum_failure()
                 if reason is not None:
@@ -1038,7 +1043,7 @@ class V2Watch:
 
     def _poll(self) -> dict[str, Any] | None:
         """One long poll: the answer, or None when nothing came for
-        :data:`WATCH_IDLE_SECONDS` (or the watch was cancelled).
+        ``watch_idle_seconds`` (or the watch was cancelled).
 
         :raises _PollFailed: the member did not answer usefully.
         :raises EtcdCompacted: the index to resume from left etcd's history.
@@ -1047,9 +1052,7 @@ class V2Watch:
         fields = {"wait": "true", "recursive": "true"}
         if self._index:
             fields["waitIndex"] = str(self._index)
-        timeout = urllib3.Timeout(
-            connect=self._backend.settings.read_timeout, read=WATCH_IDLE_SECONDS
-        )
+        timeout = urllib3.Timeout(connect=self._backend.settings.read_timeout, read=self._idle)
         try:
             response = client.http.request(
                 "GET",

@@ -14,10 +14,12 @@ The modules: :mod:`~link.etcd.testing.binaries` (:func:`find_etcd_binary`),
 :mod:`~link.etcd.testing.server` (:class:`EtcdServer`, etcdctl,
 :class:`ExternalEtcdServer`), :mod:`~link.etcd.testing.cluster`
 (:class:`EtcdCluster`), :mod:`~link.etcd.testing.metrics` (request counters
-read from a server's ``/metrics``) and :mod:`~link.etcd.testing.plugin`, the
-``link_etcd`` pytest plugin (``pytest11`` entry point): installing link.etcd
-gives every pytest session the ``etcd_server`` (session scope) and
-``etcd_prefix`` fixtures; ``pytest -p no:link_etcd`` turns it off.
+read from a server's ``/metrics``), :mod:`~link.etcd.testing.timing`
+(:func:`set_watch_idle`, shorter watch checks for tests) and
+:mod:`~link.etcd.testing.plugin`, the ``link_etcd`` pytest plugin (``pytest11``
+entry point): installing link.etcd gives every pytest session the
+``etcd_server`` (session scope) and ``etcd_prefix`` fixtures;
+``pytest -p no:link_etcd`` turns it off.
 
 Only the standard library is imported here (the plugin module imports pytest).
 There is no module-level mutable state besides the :mod:`atexit`
@@ -37,6 +39,7 @@ from .server import (
     EtcdServer,
     ExternalEtcdServer,
 )
+from .timing import set_watch_idle
 
 __all__ = [
     "BINARY_ENV",
@@ -52,4 +55,5 @@ __all__ = [
     "find_etcd_binary",
     "request_count",
     "request_counts",
+    "set_watch_idle",
 ]

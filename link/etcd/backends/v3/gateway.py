@@ -478,6 +478,9 @@ class GatewayTransport:
     def __init__(self, settings: EtcdSettings) -> None:
         self.settings = settings
         self.endpoints: tuple[str, ...] = tuple(settings.urls)
+        #: seconds a watch stream opened from now on may stay silent before its member
+        #: is checked (:data:`~link.etcd.backends.base.WATCH_IDLE_SECONDS` by default)
+        self.watch_idle_seconds = WATCH_IDLE_SECONDS
         self.failover: Failover[_Endpoint] = Failover.of(
             settings, lambda url: _Endpoint(url, settings)
         )
@@ -614,7 +617,8 @@ class GatewayWatchStream:
     """One ``/v3/watch`` stream: iterate for :class:`.protocol.WatchResult` s.
 
     Opened with etcd's require-leader option (:data:`WATCH_HEADERS`).  Its socket
-    times out after :data:`WATCH_IDLE_SECONDS` without a byte (etcd's gateway
+    times out after the transport's ``watch_idle_seconds`` (default
+    :data:`WATCH_IDLE_SECONDS`) without a byte (etcd's gateway
     cannot ask for progress), so a member that hangs, or is cut off and keeps
     the stream, ends it and the watch opens it again on the next member.
     """
@@ -627,7 +631,7 @@ class GatewayWatchStream:
         self._response = response
         sock = _socket(response)
         if sock is not None:
-            sock.settimeout(WATCH_IDLE_SECONDS)
+            sock.settimeout(transport.watch_idle_seconds)
 
     def __iter__(self) -> Iterator[v3.WatchResult]:
         try:

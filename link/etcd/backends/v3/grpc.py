@@ -388,6 +388,9 @@ class GrpcTransport:
     def __init__(self, settings: EtcdSettings) -> None:
         self.settings = settings
         self.endpoints: tuple[str, ...] = tuple(settings.urls)
+        #: seconds a watch stream opened from now on may stay silent before its member
+        #: is checked (:data:`~link.etcd.backends.base.WATCH_IDLE_SECONDS` by default)
+        self.watch_idle_seconds = WATCH_IDLE_SECONDS
         self.failover: Failover[Endpoint] = Failover.of(
             settings, lambda url: Endpoint(url, _channel(url, settings))
         )
@@ -561,7 +564,8 @@ class GrpcWatchStream:
     Opened with etcd's require-leader option (metadata ``hasleader=true``): a
     member that has no leader refuses it, or ends it a few election timeouts
     after losing its leader.  A watchdog thread, after
-    :data:`~link.etcd.backends.base.WATCH_IDLE_SECONDS` without an answer, sends
+    the transport's ``watch_idle_seconds`` (read when the stream opens; default
+    :data:`~link.etcd.backends.base.WATCH_IDLE_SECONDS`) without an answer, sends
     a ``progress_request`` and reads the watched key once (a linearizable read:
     it needs a quorum); when the read fails or no answer comes within
     ``read_timeout``, the member hangs or is cut off from the majority, and the
@@ -574,6 +578,7 @@ class GrpcWatchStream:
         self._transport = transport
         self._member = member
         self._key = key
+        self._idle = transport.watch_idle_seconds
         self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._requests.put(create)
         self._last = self._opened = time.monotonic()
@@ -598,8 +603,8 @@ class GrpcWatchStream:
             self._hung = True
             self._call.cancel()
             return
-        while not self._done.wait(max(0.0, self._last + WATCH_IDLE_SECONDS - time.monotonic())):
-            if time.monotonic() - self._last < WATCH_IDLE_SECONDS:
+        while not self._done.wait(max(0.0, self._last + self._idle - time.monotonic())):
+            if time.monotonic() - self._last < self._idle:
                 continue  # an answer came meanwhile
             seen = self._last
             self._requests.put(PROGRESS_REQUEST)

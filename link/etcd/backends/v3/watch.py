@@ -11,8 +11,9 @@ Streams are opened with etcd's *require leader* option (gRPC metadata
 ``hasleader=true``, the gateway's ``Grpc-Metadata-hasleader: true`` header): a
 member without a leader refuses them, and ends the ones it has a few election
 timeouts after it lost its leader, so a watch leaves a member cut off from the
-majority.  A stream silent for :data:`~link.etcd.backends.base.WATCH_IDLE_SECONDS`
-is checked as well (see the transports).
+majority.  A stream silent for the transport's ``watch_idle_seconds`` (default
+:data:`~link.etcd.backends.base.WATCH_IDLE_SECONDS`) is checked as well (see the
+transports).
 
 A stream that keeps failing is opened again after :data:`RETRY_SECONDS`, the
 pause doubling up to :data:`MAX_RETRY_SECONDS`, each failure logged (at
