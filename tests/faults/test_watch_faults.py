@@ -14,11 +14,12 @@ import pytest
 
 from link.etcd import EtcdCompacted, EtcdMiddleware
 from link.etcd.aio import AsyncEtcdMiddleware
-from link.etcd.backends.v3 import gateway, grpc
-from link.etcd.testing import EtcdCluster, EtcdServer
+from link.etcd.testing import EtcdCluster, EtcdServer, set_watch_idle
 
 from ..apis import APIS, connection
 from .helpers import Seen
+
+pytestmark = pytest.mark.faults
 
 V3_APIS = [api for api in APIS if api.startswith("v3")]
 READ_TIMEOUT = 1.0
@@ -194,15 +195,12 @@ def test_watch_with_auth_across_restart(
 
 
 @pytest.mark.parametrize("api", V3_APIS)
-def test_watch_after_token_expiry(
-    auth_server: EtcdServer, api: str, prefix: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_watch_after_token_expiry(auth_server: EtcdServer, api: str, prefix: str) -> None:
     """Quiet streams are checked (gRPC: a quorum read; gateway: reopened) after
     1 s here, once the 2-second token expired: the watch goes on."""
-    monkeypatch.setattr(grpc, "WATCH_IDLE_SECONDS", 1.0)
-    monkeypatch.setattr(gateway, "WATCH_IDLE_SECONDS", 1.0)
     seen = Seen()
     with _auth_client(auth_server, api, prefix) as watcher:
+        set_watch_idle(watcher, 1.0)
         with watcher.watch_tree("/cfg", seen):
             seen.wait_for(None, 10)
             time.sleep(4.5)  # the token expires (2 s), quiet streams are checked
