@@ -55,7 +55,7 @@ def table() -> str:
     """The Markdown table, with the markers around it."""
     from link.etcd import settings
 
-    EtcdSettings = settings.EtcdSettings  # noqa: N806
+    EtcdSettings = settings.EtcdSettings
     env_prefix = getattr(settings, "ENV_PREFIX", "LINK_ETCD_")
 
     meanings = _params(EtcdSettings.__doc__ or "")

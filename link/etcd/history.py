@@ -114,7 +114,7 @@ def _replay(
         try:
             for event in watch:
                 events.put(event)
-        except BaseException as exc:  # handed to the reading thread
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the reading thread
             events.put(exc)
         events.put(None)
 

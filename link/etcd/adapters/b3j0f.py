@@ -395,7 +395,7 @@ def _problems(configurable: Any, reading: Reading) -> list[str]:
                 if svalue is not None:
                     parameter.svalue = svalue
                 parameter.resolve(configurable=configurable)
-            except Exception as exc:  # b3j0f raises Parameter.Error, TypeError, ...
+            except (Parameter.Error, TypeError) as exc:  # unparsable; of the wrong type
                 cause = parameter.error or exc
                 problems.append(
                     f"etcd key {reading.where((cname, name))}: {value!r} is not a valid "
@@ -414,7 +414,7 @@ def _values_of(conf: Any) -> dict[str, dict[str, Any]] | None:
         for parameter in category.values():
             try:
                 params[parameter.name] = parameter.value
-            except Exception:  # unresolvable: b3j0f leaves it unset too
+            except Parameter.Error:  # unresolvable: b3j0f leaves it unset too
                 params[parameter.name] = None
     return out
 
@@ -432,7 +432,7 @@ def _values_to_store(conf: Any) -> dict[str, dict[str, Any]]:
 def _storable(parameter: Any) -> Any:
     try:
         value = parameter.value
-    except Exception:  # an svalue that does not parse: store it as written
+    except Parameter.Error:  # an svalue that does not parse: store it as written
         value = None
     if value is None:
         return parameter.svalue

@@ -228,7 +228,7 @@ class LiveConfig(Generic[T]):
         if self.on_error is not None:
             try:
                 self.on_error(error)
-            except Exception:
+            except Exception:  # noqa: BLE001 - a user callback may raise anything; logged
                 _log.exception("on_error callback of %s failed", self.tree.paths)
 
     def _notify(self, old: T | None, new: T, changed: list[str]) -> None:
@@ -236,7 +236,7 @@ class LiveConfig(Generic[T]):
             return
         try:
             self.on_change(old, new, changed)
-        except Exception:  # a broken callback must not kill the watch
+        except Exception:  # noqa: BLE001 - a broken user callback must not kill the watch
             _log.exception("on_change callback of %s failed", self.tree.paths)
 
 

@@ -17,7 +17,7 @@ import contextlib
 
 # the transports, and the modules they load on first use, are imported now rather
 # than inside the event loop (the gateway's httpx stack: about 0.1 s of imports)
-from . import grpc  # noqa: E402, F401, I001
+from . import grpc  # noqa: F401
 from .client import AsyncEtcdMiddleware
 from .lease import AsyncLease
 from .watch import AsyncWatch

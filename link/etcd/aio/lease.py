@@ -162,7 +162,7 @@ class AsyncLease:
             started = time.monotonic()
             try:
                 ttl = (await self._call(LeaseKeepAlive(self.id))).ttl
-            except Exception as exc:  # EtcdError, or a bug: retry until the deadline
+            except Exception as exc:  # noqa: BLE001 - EtcdError or a bug: retry, then lost
                 left = expires - time.monotonic()
                 if left <= 0:
                     self._lose(f"no refresh succeeded for {self.ttl} s: {exc}")

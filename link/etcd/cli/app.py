@@ -62,7 +62,7 @@ class LinkEtcdGroup(click.Group):
         except _NO_ARGS as exc:
             click.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
             status = 2
-        except Exception as exc:  # every error becomes one line and a status
+        except Exception as exc:  # noqa: BLE001 - every error becomes one line and a status
             status = report(exc, debug=state.debug, secrets=state.secrets)
             if isinstance(exc, PipeClosed):
                 silence_stdout()
@@ -150,7 +150,7 @@ def complete_path(
         parent = incomplete.rpartition("/")[0]
         with EtcdMiddleware(settings) as client:
             names = client.children(parent or "/")
-    except Exception:
+    except Exception:  # noqa: BLE001 - completion offers nothing, never a traceback
         return []
     paths = (f"{parent}/{name}" for name in names)
     return [CompletionItem(path) for path in paths if path.startswith(incomplete)]

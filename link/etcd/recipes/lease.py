@@ -289,7 +289,7 @@ class Lease:
                 return
             try:
                 ttl = self._backend().lease_keepalive(self.id)
-            except Exception as exc:  # EtcdError, or a bug: either way retry, then give up
+            except Exception as exc:  # noqa: BLE001 - EtcdError or a bug: retry, then lost
                 now = time.monotonic()
                 if now >= expires:
                     self._lose(f"no refresh succeeded for {self.ttl} s: {exc}")
