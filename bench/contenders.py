@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import enum
 import json
 from collections.abc import Callable, Iterator, Sequence
@@ -84,12 +85,12 @@ __all__ = [
     "BATCH",
     "BATCHES",
     "CONCURRENT",
-    "Contender",
-    "State",
-    "Workload",
-    "Setup",
     "Clients",
+    "Contender",
+    "Setup",
+    "State",
     "Timed",
+    "Workload",
     "contenders",
     "link_transports",
 ]
@@ -448,10 +449,8 @@ class Setup:
                 floor_v3_write(c.gw, w.kv_a if state is State.A else w.kv_b)
             return
         if state is State.EMPTY:
-            try:
+            with contextlib.suppress(etcd.EtcdKeyNotFound):
                 floor_v2_delete(c.pe, w.key)
-            except etcd.EtcdKeyNotFound:
-                pass
         else:
             c.v2[PATH] = w.tree_a if state is State.A else w.tree_b
 

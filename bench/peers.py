@@ -376,7 +376,8 @@ class PeerProcess:
         self.version = hello.get("version", "")
 
     def _read(self) -> dict[str, Any]:
-        assert self._proc is not None and self._proc.stdout is not None
+        assert self._proc is not None
+        assert self._proc.stdout is not None
         line = self._proc.stdout.readline()
         if not line:
             code = self._proc.wait()
@@ -393,7 +394,8 @@ class PeerProcess:
         return self._ask(cmd)
 
     def _ask(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        assert self._proc is not None and self._proc.stdin is not None
+        assert self._proc is not None
+        assert self._proc.stdin is not None
         try:
             self._proc.stdin.write(json.dumps(cmd) + "\n")
             self._proc.stdin.flush()

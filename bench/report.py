@@ -643,7 +643,7 @@ def _linearity_lines(linear: list[dict[str, Any]]) -> list[str]:
         f"{_n(LINEAR_TO)} leaves, least squares over the sizes measured (1.00 is linear; "
         f"{lo}-{hi} is counted as linear)"
     )
-    return [intro + (". link.etcd:" if out else "."), *([""] + out if out else [])]
+    return [intro + (". link.etcd:" if out else "."), *(["", *out] if out else [])]
 
 
 def link_digest() -> str:
