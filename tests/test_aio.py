@@ -83,7 +83,8 @@ async def test_round_trip_of_a_mixed_document(client: AsyncEtcdMiddleware) -> No
     assert same(await client.get("/app/features"), DOCUMENT["features"])
     assert await client.get("/app/db/port") == 5432
     value, revision = await client.snapshot("/app")
-    assert same(value, DOCUMENT) and revision > 0
+    assert same(value, DOCUMENT)
+    assert revision > 0
 
 
 async def test_replace_and_delete(client: AsyncEtcdMiddleware) -> None:
@@ -123,7 +124,8 @@ async def test_children_and_contains(client: AsyncEtcdMiddleware) -> None:
     assert await client.children("/app") == ["a", "b", "l"]
     assert await client.children("/app/l") == ["00000000000000000000", "00000000000000000001"]
     assert await client.children("/app/b") == []
-    assert await client.contains("/app") and await client.contains("/app/a/x")
+    assert await client.contains("/app")
+    assert await client.contains("/app/a/x")
     assert not await client.contains("/app/z")
     assert await client.children("/") == ["app"]
 
@@ -235,7 +237,8 @@ async def test_watch_tree_gives_the_current_tree_then_each_version(
         assert value == {"a": 1}
         await client.set("/cfg", {f"k{i}": i for i in range(50)})  # one txn: one version
         value, later = await asyncio.wait_for(anext(iterator), WAIT)
-        assert value == {f"k{i}": i for i in range(50)} and later > revision
+        assert value == {f"k{i}": i for i in range(50)}
+        assert later > revision
         await client.delete("/cfg")
         assert (await asyncio.wait_for(anext(iterator), WAIT))[0] is None
 
@@ -336,7 +339,8 @@ async def test_a_cancelled_multi_txn_write_stops_and_a_new_write_repairs_it(
         await asyncio.gather(task, return_exceptions=True)
         await _settled(tasks)  # no request left in flight
         mixed = await aclient.get("/t")
-        assert set(mixed.values()) <= {"old", "new"} and len(mixed) == 400
+        assert set(mixed.values()) <= {"old", "new"}
+        assert len(mixed) == 400
         await aclient.set("/t", {"done": True})
         assert await aclient.get("/t") == {"done": True}
 
@@ -384,7 +388,9 @@ async def test_authentication_and_an_expired_token(auth_server: EtcdServer, tran
         with pytest.raises(EtcdPermissionDenied):
             await aclient.get("/elsewhere")
         token = aclient.transport.failover.members[0].token
-        assert token and token not in repr(aclient) and "app-pw" not in repr(aclient)
+        assert token
+        assert token not in repr(aclient)
+        assert "app-pw" not in repr(aclient)
         async with aclient.watch("/app/v") as events:  # (one of /app covers /app-x too)
             await asyncio.sleep(TOKEN_TTL + 1.5)  # etcd has dropped the token
             await aclient.set("/app/v", 1)  # with a new one

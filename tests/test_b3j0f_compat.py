@@ -33,7 +33,7 @@ if importlib.util.find_spec("b3j0f") is None or importlib.util.find_spec("b3j0f.
     # fails with ImportError, which would turn a broken layer into a skip.
     pytest.skip("b3j0f.conf is not installed: pip install '.[b3j0f]'", allow_module_level=True)
 
-from link.etcd._b3j0f_compat import (  # noqa: E402 - after the skip
+from link.etcd._b3j0f_compat import (  # after the skip
     FIXES,
     PINNED,
     B3j0fCompatError,
@@ -103,7 +103,8 @@ def site_dir(tmp_path: Path) -> Path:
 def source_path(module: str) -> Path:
     """File of a b3j0f module, found without importing anything but ``b3j0f``."""
     spec = importlib.util.find_spec("b3j0f")
-    assert spec is not None and spec.submodule_search_locations
+    assert spec is not None
+    assert spec.submodule_search_locations
     parts = module.split(".")[1:]
     for location in spec.submodule_search_locations:
         base = Path(location, *parts)
@@ -143,7 +144,8 @@ def test_docstring_fix_keeps_the_value() -> None:
         warnings.simplefilter("ignore")
         before = ast.get_docstring(ast.parse(source), clean=False)
     after = ast.get_docstring(ast.parse(rewrite(module, source)), clean=False)
-    assert before is not None and before == after
+    assert before is not None
+    assert before == after
 
 
 def test_mismatch_raises_a_clear_error() -> None:
@@ -154,10 +156,13 @@ def test_mismatch_raises_a_clear_error() -> None:
     with pytest.raises(B3j0fCompatError) as info:
         rewrite(module, altered, "runtime.py")
     message = str(info.value)
-    assert "b3j0f.utils.runtime" in message and "runtime.py" in message
+    assert "b3j0f.utils.runtime" in message
+    assert "runtime.py" in message
     assert f"b3j0f.utils=={PINNED['b3j0f.utils']}" in message
-    assert "found 0 times" in message and "link.etcd[b3j0f]" in message
-    assert info.value.module == module and "_make_constants" in info.value.fix
+    assert "found 0 times" in message
+    assert "link.etcd[b3j0f]" in message
+    assert info.value.module == module
+    assert "_make_constants" in info.value.fix
 
 
 def test_text_found_twice_is_a_mismatch_too() -> None:
@@ -454,7 +459,8 @@ def test_pth_hook_is_lazy(tmp_path: Path, site_dir: Path) -> None:
         f"import site; site.addsitedir({str(empty)!r})", tmp_path, "-X", "importtime"
     )
     with_hook = run_python(VIA_PTH.format(site_dir=str(site_dir)), tmp_path, "-X", "importtime")
-    assert without.returncode == 0 and with_hook.returncode == 0, with_hook.stderr
+    assert without.returncode == 0, without.stderr
+    assert with_hook.returncode == 0, with_hook.stderr
     # Counters: an installed link.etcd's .pth imported the hook already once.
     added = Counter(names_imported(with_hook.stderr)) - Counter(names_imported(without.stderr))
     assert added == Counter({"_link_etcd_hook": 1}), added

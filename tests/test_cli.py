@@ -228,7 +228,8 @@ def test_dump_pipes_into_load_between_processes(
         closed = subprocess.Popen(
             [*command, "dump", "/pip"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
-        assert closed.stdout is not None and closed.stderr is not None
+        assert closed.stdout is not None
+        assert closed.stderr is not None
         closed.stdout.close()  # before dump writes (it reads first)
         assert closed.wait(60) == 141
         assert closed.stderr.read() == b""
@@ -277,9 +278,11 @@ def test_get_formats(conn: list[str], tmp_path: Path) -> None:
     assert invoke(*conn, "put", "/app/none", "null").exit_code == 0
     refused = invoke(*conn, "get", "/app", "-o", "toml")
     assert refused.exit_code == 2
-    assert "TOML has no null" in one_line(refused.stderr) and "/app/none" in refused.stderr
+    assert "TOML has no null" in one_line(refused.stderr)
+    assert "/app/none" in refused.stderr
     missing = invoke(*conn, "get", "/nothing")
-    assert missing.exit_code == 1 and missing.stdout == ""
+    assert missing.exit_code == 1
+    assert missing.stdout == ""
     assert "nothing stored at '/nothing'" in one_line(missing.stderr)
 
 
@@ -300,13 +303,15 @@ def test_ls(conn: list[str], tmp_path: Path) -> None:
     ]
     recursive = invoke(*conn, "ls", "-r", "/app").stdout.split()
     assert recursive[:3] == ["/app/a%2Fb", "/app/db", "/app/db/host"]
-    assert len(recursive) == 8 and recursive[-1].startswith("/app/tags/0000")
+    assert len(recursive) == 8
+    assert recursive[-1].startswith("/app/tags/0000")
     for path in recursive:  # every path listed reads back
         assert invoke(*conn, "get", path).exit_code == 0
     assert invoke(*conn, "ls", "/app/db/port").stdout == "port\n"
     assert "app" in invoke(*conn, "ls").stdout.split()
     missing = invoke(*conn, "ls", "/nothing")
-    assert missing.exit_code == 1 and "nothing stored" in one_line(missing.stderr)
+    assert missing.exit_code == 1
+    assert "nothing stored" in one_line(missing.stderr)
 
 
 @pytest.mark.parametrize("api", APIS)
@@ -334,7 +339,8 @@ def test_put_parses_values_like_stored_leaves(
     ) as c:
         c["/dir"] = {"a": 1, "b": 2}
         refused = invoke(*conn, "put", "/dir", "3")
-        assert refused.exit_code == 2 and "is a directory" in one_line(refused.stderr)
+        assert refused.exit_code == 2
+        assert "is a directory" in one_line(refused.stderr)
         assert c["/dir"] == {"a": 1, "b": 2}
         assert invoke(*conn, "put", "/dir", "3", "--force").exit_code == 0
         assert c["/dir"] == 3
@@ -355,10 +361,12 @@ def test_get_at_a_past_revision(v3conn: list[str], etcd_server: Any, etcd_prefix
     assert as_yaml.stdout == "a: 1\nb:\n- 1\n"
     for path, revision in (("/app/b", second), ("/app", first - 1)):  # nothing stored then
         missing = invoke(*v3conn, "get", path, "--rev", str(revision))
-        assert missing.exit_code == 1 and missing.stdout == ""
+        assert missing.exit_code == 1
+        assert missing.stdout == ""
         assert f"nothing stored at '{path}' at revision {revision}" in one_line(missing.stderr)
     future = invoke(*v3conn, "get", "/app", "--rev", str(second + 1000))
-    assert future.exit_code == 2 and "future revision" in one_line(future.stderr)
+    assert future.exit_code == 2
+    assert "future revision" in one_line(future.stderr)
 
 
 @pytest.mark.parametrize("api", ["v3-grpc", "v2"])
@@ -387,9 +395,11 @@ def test_rm(conn: list[str], etcd_server: Any, etcd_prefix: str, api: str) -> No
     ) as c:
         c["/app"] = {"db": {"port": 1}, "x": 2}
         missing = invoke(*conn, "rm", "/nothing")
-        assert missing.exit_code == 1 and "nothing stored" in one_line(missing.stderr)
+        assert missing.exit_code == 1
+        assert "nothing stored" in one_line(missing.stderr)
         refused = invoke(*conn, "rm", "/app/db")
-        assert refused.exit_code == 2 and "rm -r" in one_line(refused.stderr)
+        assert refused.exit_code == 2
+        assert "rm -r" in one_line(refused.stderr)
         assert c["/app/db"] == {"port": 1}
         assert invoke(*conn, "rm", "/app/x").exit_code == 0
         assert invoke(*conn, "rm", "-r", "/app").exit_code == 0
@@ -415,7 +425,8 @@ def test_load_replaces_or_merges(
         assert invoke(*conn, "load", "/app", "patch.yaml").exit_code == 0
         assert same(c["/app"], {"db": {"port": 2}, "list": [9], "since": "2024-01-01"})
         same_again = invoke(*conn, "load", "/app", "patch.yaml")
-        assert same_again.exit_code == 0 and "nothing written" in same_again.stderr
+        assert same_again.exit_code == 0
+        assert "nothing written" in same_again.stderr
 
 
 @pytest.mark.parametrize("api", APIS)
@@ -433,7 +444,8 @@ def test_dry_run_writes_nothing(
         result = invoke(*conn, "load", "--dry-run", *extra, "/app", "new.json")
         assert result.exit_code == 0, result.stderr
         lines = result.stdout.splitlines()
-        assert "~ /app/db/port: 1 -> 2" in lines and '+ /app/new = "x"' in lines
+        assert "~ /app/db/port: 1 -> 2" in lines
+        assert '+ /app/new = "x"' in lines
         assert ("- /app/old = 1" in lines) is not bool(extra)
         assert "nothing written" in result.stderr
     below_a_leaf = invoke(*conn, "load", "--dry-run", "/leaf/below", "new.json")
@@ -464,7 +476,8 @@ def test_bad_input_is_refused_before_anything_is_written(
     result = invoke(*v3conn, "load", "/app", name)
     assert result.exit_code == 2
     line = one_line(result.stderr)
-    assert name in line and message in line
+    assert name in line
+    assert message in line
     assert keyspace(etcd_server) == before
 
 
@@ -550,14 +563,16 @@ def test_a_load_too_large_for_one_txn_is_written_whole(
         # one change fits one txn however many keys stay: guarded by the read, atomic
         interfere(monkeypatch, "snapshot", lambda: other.__delitem__("/big/k10"), after=True)
         refused = invoke(*v3conn, "load", "/big", "one.json", env=small)
-        assert refused.exit_code == 1 and "changed after it was read" in one_line(refused.stderr)
+        assert refused.exit_code == 1
+        assert "changed after it was read" in one_line(refused.stderr)
         assert other["/big"] == {k: v for k, v in tree.items() if k != "k10"}
         other["/big"] = tree
         # 20 changes do not fit in one txn of 8; a change after the read is still found
         # (the library's guarded read comes before it refuses the size)
         interfere(monkeypatch, "snapshot", lambda: other.__setitem__("/big/k19", 99), after=True)
         refused = invoke(*v3conn, "load", "/big", "negated.json", env=small)
-        assert refused.exit_code == 1 and "nothing was written" in one_line(refused.stderr)
+        assert refused.exit_code == 1
+        assert "nothing was written" in one_line(refused.stderr)
         assert other["/big"] == {**tree, "k19": 99}
         # then several txns, not guarded by load's read: a change made just before them
         # is overwritten, and the tree is the whole document (never a mix)
@@ -593,7 +608,8 @@ def test_diff_exit_status(conn: list[str], tmp_path: Path) -> None:
     ]
     assert "\x1b[" not in different.stdout
     coloured = invoke(*conn, "diff", "/app", "b.yaml", "--color")
-    assert "\x1b[32m+ /app/new" in coloured.stdout and "\x1b[31m- /app/old" in coloured.stdout
+    assert "\x1b[32m+ /app/new" in coloured.stdout
+    assert "\x1b[31m- /app/old" in coloured.stdout
     assert invoke(*conn, "diff", "/missing", "a.json").exit_code == 1
     assert invoke(*conn, "diff", "/app", "nothing.json").exit_code == 2
     assert invoke(*conn, "diff", "/app").exit_code == 2
@@ -610,10 +626,12 @@ def test_diff_between_revisions(v3conn: list[str], etcd_server: Any, etcd_prefix
     assert invoke(*v3conn, "diff", "/app", "--rev", f"{second}..").exit_code == 0
     assert invoke(*v3conn, "diff", "/app", "--rev", f"{first}").exit_code == 1
     future = invoke(*v3conn, "diff", "/app", "--rev", f"{first}..{second + 1000}")
-    assert future.exit_code == 2 and "future revision" in one_line(future.stderr)
+    assert future.exit_code == 2
+    assert "future revision" in one_line(future.stderr)
     assert invoke(*v3conn, "diff", "/app", "--rev", "x..y").exit_code == 2
     v2 = invoke(*v3conn, "--api", "v2", "diff", "/app", "--rev", f"{first}..")
-    assert v2.exit_code == 2 and "v3" in one_line(v2.stderr)
+    assert v2.exit_code == 2
+    assert "v3" in one_line(v2.stderr)
 
 
 # -- history, rollback (v3) -----------------------------------------------------------
@@ -635,7 +653,8 @@ def test_history_prints_each_version_as_snapshots_read_it(
         lines = [json.loads(line) for line in result.stdout.splitlines()]
         assert all(line.keys() == {"revision", "value"} for line in lines)
         revisions = [line["revision"] for line in lines]
-        assert revisions[0] == start and revisions == sorted(set(revisions))
+        assert revisions[0] == start
+        assert revisions == sorted(set(revisions))
         expected = [{"a": 1}, {"a": 2}, {"a": 2, "b": "x"}, None, [1, "2"]]
         assert len(lines) == len(expected)
         for line, value in zip(lines, expected, strict=True):
@@ -654,9 +673,11 @@ def test_history_encodes_values_as_get_and_watch_do(
     leaf = invoke(*v3conn, "history", "/bin/raw")
     assert leaf.exit_code == 0, leaf.stderr
     (line,) = [json.loads(text) for text in leaf.stdout.splitlines()]
-    assert line["value"] is None and base64.b64decode(line["value_base64"]) == b"\xff\xfe"
+    assert line["value"] is None
+    assert base64.b64decode(line["value_base64"]) == b"\xff\xfe"
     tree = invoke(*v3conn, "history", "/bin")  # JSON cannot hold the tree: as get refuses it
-    assert tree.exit_code == 2 and tree.stdout == ""
+    assert tree.exit_code == 2
+    assert tree.stdout == ""
     message = one_line(tree.stderr)
     assert "/bin/raw is not UTF-8 text" in message
     assert f"get /bin --rev {line['revision']} -o yaml" in message
@@ -695,10 +716,12 @@ def test_rollback_restores_and_dry_run_writes_nothing(
         assert c["/app"] == "flat"
         # to a revision when nothing was stored: PATH is deleted
         gone = invoke(*v3conn, "rollback", "/app", str(first - 1))
-        assert gone.exit_code == 0 and int(gone.stdout) > written
+        assert gone.exit_code == 0
+        assert int(gone.stdout) > written
         assert "/app" not in c
     root = invoke(*v3conn, "rollback", "/", str(first))
-    assert root.exit_code == 2 and "root" in one_line(root.stderr)
+    assert root.exit_code == 2
+    assert "root" in one_line(root.stderr)
 
 
 def test_a_compacted_revision_names_the_oldest_kept(
@@ -773,7 +796,8 @@ def test_watch_prints_a_json_line_per_change_until_interrupted(
         ) as c:
             deadline = time.monotonic() + 20
             while not lines:  # the watch is ready once it reports something
-                assert time.monotonic() < deadline and watcher.poll() is None, watcher.stderr
+                assert time.monotonic() < deadline, watcher.stderr
+                assert watcher.poll() is None, watcher.stderr
                 c["/w/ping"] = 1
                 time.sleep(0.2)
             c["/w/db/port"] = 5432
@@ -793,7 +817,8 @@ def test_watch_prints_a_json_line_per_change_until_interrupted(
     ]
     assert all(isinstance(x["revision"], int) and x["revision"] > 0 for x in lines)
     assert status == 0
-    assert watcher.stderr is not None and watcher.stderr.read() == ""
+    assert watcher.stderr is not None
+    assert watcher.stderr.read() == ""
 
 
 def test_watch_stops_after_count_changes(
@@ -811,9 +836,11 @@ def test_watch_stops_after_count_changes(
             c["/w/k"] = value
             time.sleep(0.05)
     watcher.join(10)
-    assert not watcher.is_alive() and results[0].exit_code == 0
+    assert not watcher.is_alive()
+    assert results[0].exit_code == 0
     lines = [json.loads(line) for line in results[0].stdout.splitlines()]
-    assert len(lines) == 2 and lines[1]["value"] == lines[0]["value"] + 1
+    assert len(lines) == 2
+    assert lines[1]["value"] == lines[0]["value"] + 1
 
 
 # -- exit statuses, errors, the password ----------------------------------------------
@@ -828,7 +855,8 @@ def test_connection_errors_exit_3_with_one_line() -> None:
     # a process ends at once, with that one line (no noise from gRPC's threads)
     started = time.monotonic()
     process = run("get", "/app", "--endpoints", endpoint, "--timeout", "0.5", timeout=30)
-    assert process.returncode == 3 and time.monotonic() - started < 15
+    assert process.returncode == 3
+    assert time.monotonic() - started < 15
     assert endpoint in one_line(process.stderr)
     for transport in ("gateway",):
         result = invoke("--endpoints", endpoint, "--timeout", "0.5", "--transport", transport, "ls")
@@ -864,7 +892,9 @@ def test_usage_errors_exit_2_with_one_line(args: list[str], message: str) -> Non
 
 def test_no_command_prints_help_and_exits_2() -> None:
     result = invoke()
-    assert result.exit_code == 2 and "Commands:" in result.stderr and "load" in result.stderr
+    assert result.exit_code == 2
+    assert "Commands:" in result.stderr
+    assert "load" in result.stderr
 
 
 def test_missing_optional_dependency_has_an_install_hint(
@@ -997,17 +1027,21 @@ def test_config_shows_each_setting_and_its_source(
     assert rows["port"] == ["2379", "default"]
     assert f"files read: {conf}" in result.stdout
     as_json = json.loads(invoke("--uri", "etcd://h:1/p", "config", "-o", "json").stdout)
-    assert as_json["sources"]["host"] == "option --uri" and as_json["urls"] == ["http://h:1"]
+    assert as_json["sources"]["host"] == "option --uri"
+    assert as_json["urls"] == ["http://h:1"]
 
     conf.write_text("[ETCD]\nport = many\n")
     bad = invoke("config")
-    assert bad.exit_code == 2 and str(conf) in one_line(bad.stderr) and "many" in bad.stderr
+    assert bad.exit_code == 2
+    assert str(conf) in one_line(bad.stderr)
+    assert "many" in bad.stderr
 
 
 @pytest.mark.parametrize("api", ["v3-grpc"])
 def test_shell_completion(conn: list[str], etcd_server: Any, etcd_prefix: str) -> None:
     script = invoke("completion", "bash")
-    assert script.exit_code == 0 and "_LINK_ETCD_COMPLETE" in script.stdout
+    assert script.exit_code == 0
+    assert "_LINK_ETCD_COMPLETE" in script.stdout
     with EtcdMiddleware(endpoints=[etcd_server.endpoint], prefix=etcd_prefix) as client:
         client["/app"] = {"db": 1, "dns": 2, "x": 3}
     completer = ShellComplete(cli, {}, "link-etcd", "_LINK_ETCD_COMPLETE")
@@ -1022,13 +1056,15 @@ def test_demo_on_a_configured_cluster_asks_first(
     (tmp_path / "doc.json").write_text(json.dumps(TRICKY))
     args = [*v3conn, "demo", "--document", "doc.json", "--path", "/demo"]
     refused = invoke(*args)
-    assert refused.exit_code == 2 and "--yes" in refused.stderr
+    assert refused.exit_code == 2
+    assert "--yes" in refused.stderr
     assert "will delete everything at /demo" in refused.stderr
     with EtcdMiddleware(endpoints=[etcd_server.endpoint], prefix=etcd_prefix) as client:
         assert "/demo" not in client
         result = invoke(*args, "--yes")
         assert result.exit_code == 0, result.stderr
-        assert "v3: write" in result.stdout and "read back equal" in result.stdout
+        assert "v3: write" in result.stdout
+        assert "read back equal" in result.stdout
         assert same(client["/demo"], TRICKY)
 
 
@@ -1047,20 +1083,24 @@ def test_load_and_dump_print_no_progress(
     (tmp_path / "pip.json").write_text(json.dumps(real_document))
     loaded = invoke(*conn, "load", "/pip", "pip.json")  # about 3,000 keys: several txns
     assert loaded.exit_code == 0, loaded.stderr
-    assert loaded.stderr.count("\n") == 1 and " in several txns " in loaded.stderr
+    assert loaded.stderr.count("\n") == 1
+    assert " in several txns " in loaded.stderr
     dumped = invoke(*conn, "dump", "/pip")
-    assert dumped.exit_code == 0 and dumped.stderr == ""
+    assert dumped.exit_code == 0
+    assert dumped.stderr == ""
     assert json.loads(dumped.stdout) == real_document
     for args in (["load", "/pip", "pip.json"], ["dump", "/pip"]):  # no bar to show any more
         refused = invoke(*conn, *args, "--progress")
-        assert refused.exit_code == 2 and "No such option" in one_line(refused.stderr)
+        assert refused.exit_code == 2
+        assert "No such option" in one_line(refused.stderr)
 
 
 def test_console_script_and_python_dash_m() -> None:
     scripts = {e.name: e.value for e in metadata.entry_points(group="console_scripts")}
     assert scripts.get("link-etcd") == "link.etcd.cli:main"
     version = run("--version")
-    assert version.returncode == 0 and version.stdout.startswith("link-etcd, version ")
+    assert version.returncode == 0
+    assert version.stdout.startswith("link-etcd, version ")
     help_text = run("--help").stdout
     commands = ("get", "ls", "put", "rm", "load", "dump", "diff", "watch", "history", "rollback")
     for command in (*commands, "config", "demo"):
@@ -1073,13 +1113,15 @@ def test_dump_to_a_file_replaces_it_only_after_a_good_read(
     target = tmp_path / "backup.yaml"
     target.write_text("old: content\n")
     missing = invoke(*v3conn, "dump", "/nothing", "-f", str(target))
-    assert missing.exit_code == 1 and target.read_text() == "old: content\n"
+    assert missing.exit_code == 1
+    assert target.read_text() == "old: content\n"
     assert invoke(*v3conn, "put", "/app/k", "v").exit_code == 0
     assert invoke(*v3conn, "dump", "/app", "-f", str(target)).exit_code == 0
     assert target.read_text() == "k: v\n"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".backup")] == []
     unwritable = invoke(*v3conn, "dump", "/app", "-f", str(tmp_path / "no" / "dir.json"))
-    assert unwritable.exit_code == 2 and "cannot write" in one_line(unwritable.stderr)
+    assert unwritable.exit_code == 2
+    assert "cannot write" in one_line(unwritable.stderr)
 
 
 def test_values_that_are_not_utf8_need_yaml_and_compare_as_bytes(
@@ -1088,17 +1130,21 @@ def test_values_that_are_not_utf8_need_yaml_and_compare_as_bytes(
     put_raw(etcd_server, f"{etcd_prefix}/bin/raw", b"\xff\xfe")
     as_json = invoke(*v3conn, "get", "/bin")
     assert as_json.exit_code == 2
-    assert "/bin/raw is not UTF-8 text" in one_line(as_json.stderr) and "-o yaml" in as_json.stderr
+    assert "/bin/raw is not UTF-8 text" in one_line(as_json.stderr)
+    assert "-o yaml" in as_json.stderr
     as_yaml = invoke(*v3conn, "get", "/bin", "-o", "yaml")
-    assert as_yaml.exit_code == 0 and "!!binary" in as_yaml.stdout
+    assert as_yaml.exit_code == 0
+    assert "!!binary" in as_yaml.stdout
     assert base64.b64decode(as_yaml.stdout.split()[-1]) == b"\xff\xfe"
     # diff and load compare the bytes as stored, and load replaces them
     (tmp_path / "text.json").write_text('{"raw": "text", "new": 1}')
     expected = ["+ /bin/new = 1", '~ /bin/raw: <2 bytes> -> "text"']
     differ = invoke(*v3conn, "diff", "/bin", "text.json")
-    assert differ.exit_code == 1 and differ.stdout.splitlines() == expected
+    assert differ.exit_code == 1
+    assert differ.stdout.splitlines() == expected
     dry_run = invoke(*v3conn, "load", "/bin", "text.json", "--dry-run")
-    assert dry_run.exit_code == 0 and dry_run.stdout.splitlines() == expected
+    assert dry_run.exit_code == 0
+    assert dry_run.stdout.splitlines() == expected
     assert invoke(*v3conn, "load", "/bin", "text.json").exit_code == 0
     assert invoke(*v3conn, "get", "/bin").stdout == '{"new":1,"raw":"text"}\n'
 
@@ -1188,19 +1234,23 @@ def test_load_and_dump_show_a_bar_on_a_terminal_only(
         [*conn, "load", "/big", str(source)], None, tmp_path / "load.out", env
     )
     assert status == 0, screen
-    assert "writing /big" in screen and "/3000" in screen, screen
+    assert "writing /big" in screen, screen
+    assert "/3000" in screen, screen
     assert "loaded /big" in screen
 
     status, screen = run_on_terminal_stderr(
         [*conn, "dump", "/big"], None, tmp_path / "dump.out", env
     )
     assert status == 0, screen
-    assert "reading /big" in screen and "/3000" in screen, screen
+    assert "reading /big" in screen, screen
+    assert "/3000" in screen, screen
     assert json.loads((tmp_path / "dump.out").read_text()) == document
 
     piped = run(*conn, "dump", "/big", env=env)  # stderr is a pipe: no bar
-    assert piped.returncode == 0 and piped.stderr == ""
+    assert piped.returncode == 0
+    assert piped.stderr == ""
     piped = run(*conn, "load", "/big2", str(source), env=env)
     assert piped.returncode == 0
-    assert "keys" not in piped.stderr and "\r" not in piped.stderr
+    assert "keys" not in piped.stderr
+    assert "\r" not in piped.stderr
     assert piped.stderr.startswith("loaded /big2")

@@ -84,7 +84,8 @@ def test_a_file_for_other_keys_is_refused(tmp_path: Path) -> None:
     cache.save(["/other/app"], 3, [[]])
     with pytest.raises(CacheFileError, match="holds no configuration for") as info:
         CacheFile(cache.path).load(KEYS)
-    assert str(cache.path) in str(info.value) and "/other/app" in str(info.value)
+    assert str(cache.path) in str(info.value)
+    assert "/other/app" in str(info.value)
 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
@@ -128,9 +129,11 @@ def test_pydantic_boots_from_the_cache_when_etcd_is_unreachable(
     with caplog.at_level(logging.WARNING):
         settings = booted.load()
     assert (settings.port, settings.host) == (2, "h")
-    assert booted.stale is True and booted.revision == source.revision
+    assert booted.stale is True
+    assert booted.revision == source.revision
     assert booted.saved_at is not None
-    assert str(up["cache_file"]) in caplog.text and "stale until etcd answers" in caplog.text
+    assert str(up["cache_file"]) in caplog.text
+    assert "stale until etcd answers" in caplog.text
     assert booted.explain() == {"port": "etcd /config/prod", "host": "etcd /config/defaults"}
 
 
@@ -147,7 +150,8 @@ def test_a_cache_that_cannot_be_written_is_a_warning(
     source = EtcdSettingsSource(settings_class(**settings), LAYERS, **settings)
     with caplog.at_level(logging.WARNING):
         settings_read: Any = source.load()
-    assert settings_read.port == 9 and source.stale is False
+    assert settings_read.port == 9
+    assert source.stale is False
     assert "cannot write the configuration cache file" in caplog.text
     assert str(settings["cache_file"]) in caplog.text
 
@@ -197,10 +201,13 @@ def test_b3j0f_boots_from_the_cache(
 
         return Service()
 
-    assert service(driver).port == 6000 and driver.stale is False
+    assert service(driver).port == 6000
+    assert driver.stale is False
     down = EtcdConfDriver(
         layers=LAYERS, **{**up, "endpoints": [dead_endpoint()]}, read_timeout=1
     )
     assert service(down).port == 6000
     reading = down.reading("svc.conf")
-    assert down.stale is True and reading is not None and reading.revision == driver.revision
+    assert down.stale is True
+    assert reading is not None
+    assert reading.revision == driver.revision

@@ -25,9 +25,11 @@ def test_merge_is_deep_and_records_the_layer_of_each_leaf() -> None:
 
 def test_a_leaf_replaces_a_directory_and_back() -> None:
     merged, origins = merge([{"db": {"host": "h", "port": 1}}, {"db": "sqlite://"}])
-    assert merged == {"db": "sqlite://"} and origins == {("db",): 1}
+    assert merged == {"db": "sqlite://"}
+    assert origins == {("db",): 1}
     merged, origins = merge([{"db": "sqlite://"}, {"db": {"host": "h"}}])
-    assert merged == {"db": {"host": "h"}} and origins == {("db", "host"): 1}
+    assert merged == {"db": {"host": "h"}}
+    assert origins == {("db", "host"): 1}
 
 
 def test_a_nested_layer_is_cut_out_of_the_outer_one() -> None:
@@ -37,7 +39,8 @@ def test_a_nested_layer_is_cut_out_of_the_outer_one() -> None:
     inner = codec.flatten(codec.encode({"port": 2}), keys[1])
     reading = reading_of(paths, keys, 7, [outer, inner])
     assert reading.layers[0].tree == {"port": 1}
-    assert reading.tree == {"port": 2} and reading.revision == 7
+    assert reading.tree == {"port": 2}
+    assert reading.revision == 7
     assert reading.where(("port",)) == "'/p/config/prod/web-1/port'"
     assert reading.origin(("port",)) is reading.layers[1]
     assert reading.where(("missing",)) is None

@@ -81,14 +81,16 @@ def test_layers_merge_key_by_key_with_provenance(
     source = EtcdSettingsSource(cls, LAYERS, client)
     settings: Any = source.load()
     assert settings.db == Database(host="db.prod", port=5432)
-    assert settings.debug is True and settings.workers == 8
+    assert settings.debug is True
+    assert settings.workers == 8
     assert source.explain() == {
         "db.host": "etcd /config/prod",
         "db.port": "etcd /config/defaults",
         "debug": "etcd /config/prod/web-1",
         "workers": "EnvSettingsSource",
     }
-    assert source.revision > 0 and source.stale is False
+    assert source.revision > 0
+    assert source.stale is False
 
 
 def test_a_nested_layer_is_not_part_of_the_outer_one(client: EtcdMiddleware) -> None:
@@ -118,7 +120,9 @@ def test_invalid_change_keeps_the_last_good_settings_and_reports_once(
     live = source.watch(seen.on_change, on_error=seen.on_error)
     try:
         old, first, changed = seen.changes.get(timeout=WAIT)
-        assert old is None and first.db.port == 5432 and "db.port" in changed
+        assert old is None
+        assert first.db.port == 5432
+        assert "db.port" in changed
         with caplog.at_level(logging.WARNING, logger="link.etcd.adapters.live"):
             client["/config/prod/web-1/db/port"] = "not a port"
             error = seen.errors.get(timeout=WAIT)
@@ -126,17 +130,21 @@ def test_invalid_change_keeps_the_last_good_settings_and_reports_once(
             client["/config/prod/web-1/db/port"] = 70000  # invalid too, differently
             second = seen.errors.get(timeout=WAIT)
         key = repr(client.key("/config/prod/web-1/db/port"))
-        assert key in str(error) and "'not a port'" in str(error)
+        assert key in str(error)
+        assert "'not a port'" in str(error)
         assert error.problems == [p for p in error.problems if key in p]
         assert "70000" in str(second)
         assert seen.errors.empty()  # the unrelated change was not reported again
-        assert key in caplog.text and "not a port" in caplog.text
-        assert source.settings is not None and source.settings.db.port == 5432  # type: ignore[attr-defined]
+        assert key in caplog.text
+        assert "not a port" in caplog.text
+        assert source.settings is not None
+        assert source.settings.db.port == 5432  # type: ignore[attr-defined]
         assert seen.changes.empty()
         client["/config/prod/web-1/db/port"] = 6543
         old, new, changed = seen.changes.get(timeout=WAIT)
         assert (old.db.port, new.db.port, changed) == (5432, 6543, ["db.port"])
-        assert live.current is new and source.explain()["db.port"] == "etcd /config/prod/web-1"
+        assert live.current is new
+        assert source.explain()["db.port"] == "etcd /config/prod/web-1"
     finally:
         live.stop()
 
@@ -169,11 +177,12 @@ def test_a_txn_of_many_keys_gives_one_reload(v3: EtcdMiddleware) -> None:
                 "/config/prod/web-1/debug": False,
             }
         )
-        old, new, changed = seen.changes.get(timeout=WAIT)
+        _, _, changed = seen.changes.get(timeout=WAIT)
         assert changed == ["db.host", "debug", "workers"]
         v3["/config/prod/web-1/workers"] = 5  # a later change: the watch is past the txn
         _, last, changed = seen.changes.get(timeout=WAIT)
-        assert changed == ["workers"] and last.workers == 5
+        assert changed == ["workers"]
+        assert last.workers == 5
         assert len(reads) == 2  # one for the txn of three keys, one for the last change
     finally:
         live.stop()
@@ -190,7 +199,8 @@ def test_a_change_outside_the_layers_is_not_read(client: EtcdMiddleware) -> None
         client["/config/staging/workers"] = 9  # below the watched /config, in no layer
         client["/config/prod/web-1/workers"] = 4
         _, new, changed = seen.changes.get(timeout=WAIT)
-        assert new.workers == 4 and changed == ["workers"]
+        assert new.workers == 4
+        assert changed == ["workers"]
         assert len(reads) == 1
     finally:
         live.stop()
@@ -229,7 +239,8 @@ def test_b3j0f_layers_and_explain(driver: EtcdConfDriver) -> None:
         "DB.host": "etcd /config/defaults/svc/app.conf",
         "DB.port": "etcd /config/prod/svc/app.conf",
     }
-    assert driver.revision > 0 and driver.stale is False
+    assert driver.revision > 0
+    assert driver.stale is False
 
 
 def test_b3j0f_invalid_change_keeps_the_last_good_configuration(driver: EtcdConfDriver) -> None:
@@ -240,11 +251,14 @@ def test_b3j0f_invalid_change_keeps_the_last_good_configuration(driver: EtcdConf
     try:
         assert len(lives) == 1
         old, new, _ = seen.changes.get(timeout=WAIT)
-        assert old is None and new["DB"] == {"host": "a", "port": 1}
+        assert old is None
+        assert new["DB"] == {"host": "a", "port": 1}
         driver.client["/config/prod/svc/app.conf/DB/port"] = "eighty"
         error = seen.errors.get(timeout=WAIT)
         key = repr(driver.client.key("/config/prod/svc/app.conf/DB/port"))
-        assert key in str(error) and "'eighty'" in str(error) and "invalid literal" in str(error)
+        assert key in str(error)
+        assert "'eighty'" in str(error)
+        assert "invalid literal" in str(error)
         assert service.port == 1
         driver.client["/config/prod/svc/app.conf/DB/port"] = "80"
         old, new, changed = seen.changes.get(timeout=WAIT)
@@ -293,6 +307,7 @@ def test_an_error_of_the_whole_model_is_reported_too(v3: EtcdMiddleware) -> None
         v3["/pool/low"] = 9
         error = seen.errors.get(timeout=WAIT)
         assert error.problems == ["the settings as a whole: Value error, low must not exceed high"]
-        assert live.current is not None and live.current.low == 1  # type: ignore[attr-defined]
+        assert live.current is not None
+        assert live.current.low == 1  # type: ignore[attr-defined]
     finally:
         live.stop()

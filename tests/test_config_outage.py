@@ -75,7 +75,8 @@ class Service:
         )
         self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
         self.stderr: list[str] = []
-        assert self.process.stdout is not None and self.process.stderr is not None
+        assert self.process.stdout is not None
+        assert self.process.stderr is not None
         self._readers = [
             threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True),
             threading.Thread(
@@ -146,7 +147,8 @@ def test_boot_from_cache_during_an_outage_then_reload(
             line = second.next()
             assert (line["port"], line["stale"]) == (2, True)
             warning = second.said("stale until etcd answers")
-            assert str(cache) in warning and "stale until etcd answers" in warning
+            assert str(cache) in warning
+            assert "stale until etcd answers" in warning
             assert "saved" in warning  # says since when
 
             started = time.time()
@@ -205,7 +207,8 @@ def test_the_watched_member_hangs(tmp_path: Path) -> None:
                 written = time.time()
                 writer["/config/port"] = 2
                 at, new = seen.get(timeout=WAIT)
-                assert new.port == 2 and live.current is new
+                assert new.port == 2
+                assert live.current is new
                 print(f"\nv3: change current {at - written:.2f} s after it was written")
             finally:
                 if member.pid is not None:

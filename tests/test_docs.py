@@ -189,7 +189,7 @@ def _in_thread(page: Path) -> int:
     def target() -> None:
         try:
             result["count"] = run_page(page)
-        except BaseException as exc:  # re-raised below, in the test's thread
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, in the test's thread
             result["error"] = exc
 
     thread = threading.Thread(target=target, name=f"docs {page.name}", daemon=True)
@@ -261,7 +261,8 @@ def _generator() -> Any:
     spec = importlib.util.spec_from_file_location(
         "gen_settings_reference", ROOT / "tools" / "gen_settings_reference.py"
     )
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -283,7 +284,8 @@ def test_the_generated_table_has_a_row_per_setting() -> None:
     for field in dataclasses.fields(EtcdSettings):
         (row,) = [row for row in rows if row.startswith(f"| `{field.name}` |")]
         assert f"`LINK_ETCD_{field.name.upper()}`" in row
-    assert rows[0] == "<!-- settings-table -->" and rows[-1] == "<!-- /settings-table -->"
+    assert rows[0] == "<!-- settings-table -->"
+    assert rows[-1] == "<!-- /settings-table -->"
 
 
 def test_the_generator_refuses_a_page_without_markers() -> None:

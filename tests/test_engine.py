@@ -5,6 +5,7 @@ these tests look at each step and send it a constructed answer.
 """
 
 from collections.abc import Iterable, Mapping
+from itertools import pairwise
 from types import SimpleNamespace
 from typing import Any
 
@@ -74,12 +75,13 @@ def send(plan: Any, answer: Any = None) -> Any:
 
 def finish(plan: Any, answer: Any = None) -> Any:
     """Send the last answer; the plan must return, and this is what it returned."""
-    with pytest.raises(StopIteration) as stop:
+    try:
         step = plan.send(answer)
         while step is PAUSE:
             step = plan.send(None)
-        pytest.fail(f"plan yielded {step!r} where it should have returned")
-    return stop.value.value
+    except StopIteration as stop:
+        return stop.value
+    pytest.fail(f"plan yielded {step!r} where it should have returned")
 
 
 def unchanged(revision: int, key: bytes, end: bytes = b"") -> Compare:
@@ -271,7 +273,8 @@ def test_replace_tree_failed_compare_sleeps_then_reads_again() -> None:
     plan = engine.replace("/t", TREE, [], Limits())
     read = send(plan)
     write = send(plan, answer_ranges(read, [], 10))
-    assert isinstance(write, Txn) and write.compare
+    assert isinstance(write, Txn)
+    assert write.compare
     pause = send(plan, TxnResult(12, False, []))
     assert isinstance(pause, Sleep)
     assert 0 <= pause.seconds <= 0.5
@@ -284,23 +287,30 @@ def test_replace_tree_failed_compare_sleeps_then_reads_again() -> None:
     assert finish(plan, TxnResult(13, True, [])) is None
 
 
+def fail_every_write(plan: Any, step: Any, seen: dict[str, int]) -> None:
+    """Drive ``plan`` from ``step``, answering every write txn with a failed compare
+    (the reads find nothing); counts its reads and sleeps in ``seen``.  Returns only
+    by the plan raising."""
+    while True:
+        if isinstance(step, Sleep):
+            seen["sleeps"] += 1
+            assert 0 <= step.seconds <= min(0.5, 0.005 * 2 ** seen["sleeps"])
+            step = plan.send(None)
+        elif not step.compare:  # a read
+            seen["reads"] += 1
+            step = plan.send(answer_ranges(step, [], 100 + seen["reads"]))
+        else:
+            step = plan.send(TxnResult(200 + seen["reads"], False, []))
+
+
 def test_replace_tree_gives_up_after_write_attempts() -> None:
     plan = engine.replace("/t", TREE, [], Limits())
-    reads = sleeps = 0
+    seen = {"reads": 0, "sleeps": 0}
     step = send(plan)
     with pytest.raises(EtcdCompareFailed) as failed:
-        while True:
-            if isinstance(step, Sleep):
-                sleeps += 1
-                assert 0 <= step.seconds <= min(0.5, 0.005 * 2**sleeps)
-                step = plan.send(None)
-            elif not step.compare:  # a read
-                reads += 1
-                step = plan.send(answer_ranges(step, [], 100 + reads))
-            else:
-                step = plan.send(TxnResult(200 + reads, False, []))
-    assert reads == WRITE_ATTEMPTS
-    assert sleeps == WRITE_ATTEMPTS - 1
+        fail_every_write(plan, step, seen)
+    assert seen["reads"] == WRITE_ATTEMPTS
+    assert seen["sleeps"] == WRITE_ATTEMPTS - 1
     assert failed.value.key == "/t"
 
 
@@ -323,7 +333,8 @@ def test_diff_turns_current_into_leaves(
     result = dict(current)
     for key, value in changes:
         if value is None:
-            assert key in current and key not in leaves
+            assert key in current
+            assert key not in leaves
             del result[key]
         else:
             assert current.get(key) != value
@@ -373,7 +384,7 @@ def test_batches_keep_order_and_limits(
         if len(batch) > 1:
             assert sum(map(cost, batch)) <= budget
     # greedy: a batch is closed only when the next change would not fit
-    for batch, following in zip(cut, cut[1:], strict=False):
+    for batch, following in pairwise(cut):
         full = len(batch) >= limits.max_txn_ops
         assert full or sum(map(cost, batch)) + cost(following[0]) > budget
 
@@ -589,7 +600,7 @@ def test_large_write_missing_key_fails_verification() -> None:
 
 
 def test_large_write_partial_failure_raises_partial_write() -> None:
-    plan, step = start_big_write()
+    plan, _ = start_big_write()
     error = EtcdError("member went away", endpoints=["http://e1:2379"])
     answers: list[Any] = [
         TxnResult(101, True, []),
@@ -616,7 +627,7 @@ def test_large_write_all_failed_raises_the_first_error() -> None:
 
 
 def test_large_write_failed_compare_starts_again() -> None:
-    plan, step = start_big_write()
+    plan, _ = start_big_write()
     answers = [
         TxnResult(101, True, []),
         TxnResult(101, False, []),
@@ -1012,7 +1023,8 @@ def test_read_value_is_the_txn_read(store: dict[str, bytes], name: str, page: in
         value, revision, steps = run_read(key, items)
     finally:
         engine.PAGE_SIZE = saved
-    assert value == expected and revision == 40
+    assert value == expected
+    assert revision == 40
     assert all(step.revision == 40 for step in steps[1:])  # later pages: one snapshot
 
 

@@ -54,7 +54,8 @@ def _within(seconds: float, condition: Callable[[], bool]) -> bool:
 
 def test_grant_remaining_refresh_revoke(client: EtcdMiddleware) -> None:
     lease = client.lease(10)
-    assert isinstance(lease.id, int) and lease.id > 0
+    assert isinstance(lease.id, int)
+    assert lease.id > 0
     assert lease.ttl == 10
     assert repr(lease) == f"Lease(id={lease.id}, ttl=10)"
     assert 8 <= lease.remaining() <= 10
@@ -106,9 +107,13 @@ def test_context_manager_revokes_on_exit(client: EtcdMiddleware) -> None:
 
 
 def test_context_manager_revokes_when_the_block_raises(client: EtcdMiddleware) -> None:
-    with pytest.raises(RuntimeError), client.lease(30) as lease:
-        client.set("/svc", TREE, lease=lease)
-        raise RuntimeError("boom")
+    def block() -> None:
+        with client.lease(30) as lease:
+            client.set("/svc", TREE, lease=lease)
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        block()
     assert "/svc" not in client
 
 

@@ -146,7 +146,7 @@ def test_bad_input_writes_nothing(client: EtcdMiddleware, path: str, value: Any)
 
 
 def test_bad_input_is_also_a_value_error(client: EtcdMiddleware) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="'/x/s'"):
         client["/x"] = {"s": {1}}
 
 
@@ -228,7 +228,8 @@ def test_from_uri(etcd_server: Any, etcd_prefix: str) -> None:
 
 
 def test_errors_share_one_base() -> None:
-    assert issubclass(EtcdKeyNotFound, EtcdError) and issubclass(EtcdKeyNotFound, KeyError)
+    assert issubclass(EtcdKeyNotFound, EtcdError)
+    assert issubclass(EtcdKeyNotFound, KeyError)
     assert not issubclass(EtcdConnectionFailed, KeyError)
 
 

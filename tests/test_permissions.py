@@ -19,7 +19,7 @@ from link.etcd import EtcdMiddleware
 from link.etcd.errors import EtcdPermissionDenied
 from link.etcd.testing import EtcdServer
 
-ROOT_PASSWORD = "root-pw"  # noqa: S105 - a throwaway test server
+ROOT_PASSWORD = "root-pw"  # a throwaway test server
 TRANSPORTS = ["grpc", "gateway"]
 
 
@@ -85,7 +85,8 @@ def test_writes_below_the_granted_prefix(app: EtcdMiddleware, root: EtcdMiddlewa
     assert app["/app/cfg"] == {"db": {"host": "h2"}}
     app["/app/cfg/db/host"] = "h3"  # a leaf deep below
     assert app["/app/cfg/db"] == {"host": "h3"}
-    assert "/app/cfg/db" in app and "/app/none" not in app
+    assert "/app/cfg/db" in app
+    assert "/app/none" not in app
     assert app.children("/app/cfg") == ["db"]
     del app["/app/ok"]
     assert "/app/ok" not in app

@@ -104,7 +104,9 @@ def test_ttl_leaf_expires(client: EtcdMiddleware) -> None:
     assert client.create("/created", 1, ttl=1)
     item = client.append("/list", "x", ttl=1)
     client["/kept"] = 1
-    assert client["/leaf"] == "v" and client["/created"] == 1 and client["/list"] == ["x"]
+    assert client["/leaf"] == "v"
+    assert client["/created"] == 1
+    assert client["/list"] == ["x"]
     assert _ttl(client, "/leaf") == 1
     assert _ttl(client, "/created") == 1
     assert _ttl(client, item) == 1
@@ -125,7 +127,8 @@ def test_ttl_tree_expires_as_a_whole(client: EtcdMiddleware) -> None:
     assert _ttl(client, "/tree/db/host") == 1
     assert _ttl(client, "/created") == 1
     first = client.children(f"{item}/x")[0]
-    assert _ttl(client, item) == 1 and _ttl(client, f"{item}/x/{first}") == 1
+    assert _ttl(client, item) == 1
+    assert _ttl(client, f"{item}/x/{first}") == 1
 
     seen = []
 
@@ -166,7 +169,8 @@ def test_create_leaf(client: EtcdMiddleware, monkeypatch: pytest.MonkeyPatch) ->
     assert client.create("/d", 1) is False  # a directory is something
     _raw(client).write(client.key("/e"), None, dir=True)
     assert client.create("/e", 1) is False  # even an empty one (reads as {})
-    assert client["/d"] == {"x": 1} and client["/e"] == {}
+    assert client["/d"] == {"x": 1}
+    assert client["/e"] == {}
 
 
 def test_create_tree(client: EtcdMiddleware) -> None:
@@ -241,7 +245,8 @@ def test_compare_and_swap_tree_is_unsupported(client: EtcdMiddleware) -> None:
         client.compare_and_swap("/s", [1], 2)
     with pytest.raises(EtcdInvalidTree):
         client.compare_and_swap("/s", 1, float("nan"))
-    assert client["/t"] == {"a": 1} and client["/s"] == 1
+    assert client["/t"] == {"a": 1}
+    assert client["/s"] == 1
 
 
 # -- transform ----------------------------------------------------------------
@@ -280,7 +285,8 @@ def test_transform_tree_is_unsupported(client: EtcdMiddleware) -> None:
         client.transform("/s", lambda v: {"a": v})
     with pytest.raises(EtcdInvalidTree):
         client.transform("/s", lambda v: object())
-    assert client["/t"] == {"a": 1} and client["/s"] == 1
+    assert client["/t"] == {"a": 1}
+    assert client["/s"] == 1
 
 
 # -- append -------------------------------------------------------------------
@@ -310,7 +316,8 @@ def test_append(client: EtcdMiddleware, monkeypatch: pytest.MonkeyPatch) -> None
     counter = _Counter(client, monkeypatch)
     first = client.append("/l", "a")
     assert counter.take() == ["GET", "POST"]
-    assert first.startswith("/l/") and len(first.rsplit("/", 1)[1]) == 20
+    assert first.startswith("/l/")
+    assert len(first.rsplit("/", 1)[1]) == 20
     second = client.append("/l", {"k": [1, {"z": None}]})
     assert second > first
     assert client["/l"] == ["a", {"k": [1, {"z": None}]}]
@@ -334,7 +341,8 @@ def test_append_refuses_what_is_not_a_list(client: EtcdMiddleware) -> None:
             client.append(path, 1)
     with pytest.raises(EtcdInvalidTree):
         client.append("/new", {"a": {1}})
-    assert client["/leaf"] == 1 and client["/dict"] == {"a": 1}
+    assert client["/leaf"] == 1
+    assert client["/dict"] == {"a": 1}
     assert client["/mixed"] == {"00000000000000000001": 1, "b": 2}
     assert "/new" not in client
 
@@ -375,8 +383,10 @@ def test_v3_only_options_raise_unsupported(client: EtcdMiddleware) -> None:
 )
 def test_no_server_is_a_connection_error(call: Callable[[EtcdMiddleware], Any]) -> None:
     dead = "http://127.0.0.1:9"  # the discard port: nothing listens on it here
-    with EtcdMiddleware(endpoints=[dead], api="v2", read_timeout=1) as c:
-        with pytest.raises(EtcdConnectionFailed) as raised:
-            call(c)
+    with (
+        EtcdMiddleware(endpoints=[dead], api="v2", read_timeout=1) as c,
+        pytest.raises(EtcdConnectionFailed) as raised,
+    ):
+        call(c)
     assert dead in str(raised.value)
     assert not isinstance(raised.value, KeyError)

@@ -65,7 +65,8 @@ def test_nested_models_from_etcd(client: EtcdMiddleware) -> None:
 def test_strings_written_by_other_tools_are_validated(client: EtcdMiddleware) -> None:
     client["/myservice/config"] = {"db": {"port": "7000"}, "debug": "true"}
     settings: Any = settings_class(client)()
-    assert settings.db.port == 7000 and settings.debug is True
+    assert settings.db.port == 7000
+    assert settings.debug is True
 
 
 def test_precedence_env_over_etcd(client: EtcdMiddleware, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,7 +81,8 @@ def test_precedence_env_over_etcd(client: EtcdMiddleware, monkeypatch: pytest.Mo
 
 def test_missing_subtree_gives_defaults(client: EtcdMiddleware) -> None:
     settings: Any = settings_class(client)()
-    assert settings.db == Database() and settings.debug is False
+    assert settings.db == Database()
+    assert settings.debug is False
 
 
 def test_validation_error_names_the_etcd_key(client: EtcdMiddleware) -> None:
@@ -100,7 +102,8 @@ def test_watch_rebuilds_settings(client: EtcdMiddleware) -> None:
     watch = source.watch(lambda old, new, changed: seen.put((old, new, changed)))
     try:
         old, settings, _ = seen.get(timeout=WAIT)
-        assert old is None and settings.db.host == "a"
+        assert old is None
+        assert settings.db.host == "a"
         client["/myservice/config/db/host"] = "b"
         old, settings, changed = seen.get(timeout=WAIT)
         assert (old.db.host, settings.db.host, changed) == ("a", "b", ["db.host"])

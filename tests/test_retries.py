@@ -239,7 +239,8 @@ def test_tree_write_and_update_are_not_applied_twice(
     assert client["/t"] == {"a": 2, "b": 3}
     # one write: the keys changed once, at one revision after the first read
     mods = {kv.mod_revision for kv in client.backend.read(client.key("/t")).items}  # type: ignore[attr-defined]
-    assert len(mods) == 1 and mods.pop() > revision
+    assert len(mods) == 1
+    assert mods.pop() > revision
     lose_next_write(client, dropper)
     client.update({"/u1": 1, "/u2": 2})
     assert was_retried(client, dropper)
@@ -269,5 +270,6 @@ async def test_async_del_of_a_key_the_lost_attempt_deleted(
 
         transport.call = lose_once  # type: ignore[method-assign]
         await aclient.delete("/leaf")  # no KeyError
-        assert dropper.dropped > 0 and aclient.transport.failover.current == 1
+        assert dropper.dropped > 0
+        assert aclient.transport.failover.current == 1
         assert await aclient.contains("/leaf") is False
