@@ -302,6 +302,7 @@ def list_of_names(value: Any) -> Any:
         [("/r/a", b"1"), ("/r/a", b"2")],  # a key twice
         [("/r/a/x", b"1"), ("/r", b"2")],  # the key read itself comes first when sorted
         [("/q", b"1")],  # outside the key read
+        [("/r/a/x", b"1"), ("/s", b"2")],
         [("/r//x", b"1")],  # an empty segment: nest files it under /r
         [("/r/a//x", b"1")],
     ],
@@ -337,6 +338,7 @@ def test_one_pass_examples(pairs: list[tuple[str, bytes]], value: Any) -> None:
 def test_one_pass_reads_the_whole_keyspace() -> None:
     pairs = [("/a", b"1"), ("/b/c", b"x")]
     assert codec.decode_sorted(pairs, "") == {"a": 1, "b": {"c": "x"}} == general(pairs, "")
+    assert codec.decode_sorted([("/a", b"1"), ("b", b"2")], "") is codec.UNSORTED  # no "/"
 
 
 @given(

@@ -523,11 +523,12 @@ def decode_sorted(pairs: Sequence[Sequence[Any]], base: str = "") -> Any:
         ``base`` is empty (:func:`nest` files ``base + '//x'`` under ``base``):
         :func:`decode` then takes the general path.
     """
+    sep, plain_start, text_value, directory_value = SEP, _JSON_START, decode_text, _directory_value
     own: Any = None  # base's own stored value
     # the directory being filled: its children, its key, its key + '/'
     children: dict[str, Any] = {}
     directory = base
-    inside = prefix = base + SEP
+    inside = base + sep
     # the directories above it: (their children, our name there, their key, + '/')
     stack: list[tuple[dict[str, Any], str, str, str]] = []
     previous = ""
@@ -536,38 +537,40 @@ def decode_sorted(pairs: Sequence[Sequence[Any]], base: str = "") -> Any:
         if key <= previous:
             return UNSORTED
         previous = key
-        above, _, name = key.rpartition(SEP)
-        if above != directory:  # another directory: leave and enter directories
+        above, slash, name = key.rpartition(sep)
+        if above != directory or not slash:  # leave and enter directories
             if key == base:
                 own = pair[1]
                 continue
-            if not (above == base or above.startswith(prefix)):
+            if not slash:
                 return UNSORTED
             while not (above == directory or above.startswith(inside)):
-                value = _directory_value(children)
+                if not stack:  # above base: not ours
+                    return UNSORTED
+                value = directory_value(children)
                 children, segment, directory, inside = stack.pop()
                 children[segment] = value
             if above != directory:
-                for segment in above[len(inside) :].split(SEP):
+                for segment in above[len(inside) :].split(sep):
                     if not segment:
                         return UNSORTED
                     stack.append((children, segment, directory, inside))
                     children, directory = {}, inside + segment
-                    inside = directory + SEP
+                    inside = directory + sep
         raw = pair[1]
         try:  # decode_leaf, with plain text (most strings) inline: the hot loop
-            text = raw.decode("utf-8")
+            text = raw.decode()
         except UnicodeDecodeError:
             children[name] = raw
             continue
-        children[name] = text if not text or text[0] not in _JSON_START else decode_text(text)
+        children[name] = text if not text or text[0] not in plain_start else text_value(text)
     while stack:
-        value = _directory_value(children)
+        value = directory_value(children)
         children, segment, _, _ = stack.pop()
         children[segment] = value
     if own is not None and not children:
         return decode_leaf(bytes(own))
-    return _directory_value(children) if children else {}
+    return directory_value(children) if children else {}
 
 
 def _directory_value(children: dict[str, Any]) -> Any:
@@ -575,9 +578,9 @@ def _directory_value(children: dict[str, Any]) -> Any:
     list's items are already in position order, and every name is checked with a
     few calls in C rather than one :func:`is_position` call per name."""
     names = "".join(children)
+    if "%" in names:  # an escaped segment (joining makes no new "%")
+        return {unescape_name(name): value for name, value in children.items()}
     if names.isdigit() and len(names) == POSITION_WIDTH * len(children):
         if names.isascii() and max(map(len, children)) == POSITION_WIDTH:
             return list(children.values())
-    elif "%" in names:  # an escaped segment (joining makes no new "%")
-        return {unescape_name(name): value for name, value in children.items()}
     return children

