@@ -3,6 +3,7 @@
 #   make test   the whole suite (v3 and v2) against a real etcd started by the tests
 #   make test-faults         the fault suite (marker `faults`): members killed, hung, cut off
 #   make test-faults-etcd34  the same against Debian's etcd 3.4 (apt-get installs it)
+#   make test-pythons        unit tests and a core subset on Python 3.12 and 3.13, when present
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -13,7 +14,7 @@ PROTOBUF_OLDEST ?= 4.21.12
 OLD := .venv-protobuf-oldest
 OLD_STAMP := $(OLD)/.installed
 
-.PHONY: venv demo test docs test-protobuf-oldest test-faults test-faults-etcd34 b3j0f-suite lint bench clean
+.PHONY: venv demo test docs test-protobuf-oldest test-faults test-faults-etcd34 test-pythons b3j0f-suite lint bench clean
 
 venv: $(STAMP)
 
@@ -65,6 +66,35 @@ test-faults-etcd34: $(STAMP) $(ETCD34) $(ETCDCTL34)
 	LINK_ETCD_BINARY=$(ETCD34) LINK_ETCDCTL_BINARY=$(ETCDCTL34) \
 		$(BIN)/python -m pytest -p no:cacheprovider -m faults tests/faults
 
+# the unit tests (marker `unit`) and a core integration subset on each other Python
+# present (python3.X on PATH, else pyenv's), in its own venv .venv-py3.X; a
+# missing interpreter is skipped with a message (about 2 minutes each here)
+OTHER_PYTHONS ?= 3.12 3.13
+PYTHONS_EXTRAS ?= test,pydantic,b3j0f
+PYTHONS_SUBSET ?= tests/test_middleware.py tests/test_v3_transports.py tests/test_primitives.py \
+	tests/test_aio.py tests/test_watch.py tests/test_driver.py
+
+test-pythons:
+	@set -e; for v in $(OTHER_PYTHONS); do \
+		py=; \
+		for c in python$$v $$(pyenv root 2>/dev/null)/versions/$$v.*/bin/python$$v; do \
+			if $$c -c 'import sys' >/dev/null 2>&1; then py=$$c; break; fi; \
+		done; \
+		if [ -z "$$py" ]; then echo "test-pythons: no working python$$v, skipped"; continue; fi; \
+		venv=.venv-py$$v; \
+		if [ ! -f $$venv/.installed ] || [ pyproject.toml -nt $$venv/.installed ] \
+				|| [ setup.py -nt $$venv/.installed ]; then \
+			$$py -m venv $$venv; \
+			$$venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip; \
+			$$venv/bin/python -m pip install --quiet --disable-pip-version-check \
+				-e '.[$(PYTHONS_EXTRAS)]'; \
+			touch $$venv/.installed; \
+		fi; \
+		echo "test-pythons: $$($$venv/bin/python -V) ($$py)"; \
+		$$venv/bin/python -m pytest -q -p no:cacheprovider -m unit; \
+		$$venv/bin/python -m pytest -q -p no:cacheprovider -m integration $(PYTHONS_SUBSET); \
+	done
+
 b3j0f-suite: $(STAMP)
 	$(BIN)/python tools/run_b3j0f_suite.py
 
@@ -77,4 +107,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench --profile
 
 clean:
-	rm -rf $(VENV) $(OLD) build *.egg-info .pytest_cache .hypothesis .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(OLD) .venv-py3.* build *.egg-info .pytest_cache .hypothesis .mypy_cache .ruff_cache
