@@ -36,7 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 HOOK_FILES = ("link_etcd_b3j0f.pth", "_link_etcd_hook.py")
 
 
-class build_py_with_hook(build_py):  # distutils command naming
+class build_py_with_hook(build_py):  # type: ignore[misc]  # setuptools ships no types; distutils naming
     """``build_py`` that also copies :data:`HOOK_FILES` to the wheel root."""
 
     def run(self) -> None:
@@ -52,7 +52,7 @@ class build_py_with_hook(build_py):  # distutils command naming
         return [*super().get_source_files(), *HOOK_FILES]
 
 
-class editable_wheel_with_hook(editable_wheel):  # distutils command naming
+class editable_wheel_with_hook(editable_wheel):  # type: ignore[misc]  # setuptools ships no types; distutils naming
     """``editable_wheel`` that also puts :data:`HOOK_FILES` in the wheel root."""
 
     def _install_namespaces(self, installation_dir: str, pth_prefix: str) -> None:

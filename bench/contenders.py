@@ -67,6 +67,7 @@ import enum
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -538,11 +539,11 @@ def _v3(c: Clients, w: Workload) -> Iterator[Contender]:
         if client is None:
             continue
         yield Contender(
-            API_V3, who, "key get", ANY, ANY, lambda m=client: link_get_many(m, CALLS), key_read,
+            API_V3, who, "key get", ANY, ANY, partial(link_get_many, client, CALLS), key_read,
             calls=CALLS,
         )  # fmt: skip
         yield Contender(
-            API_V3, who, "key put", ANY, ANY, lambda m=client: link_put_many(m, CALLS),
+            API_V3, who, "key put", ANY, ANY, partial(link_put_many, client, CALLS),
             key_written, calls=CALLS,
         )  # fmt: skip
     yield Contender(

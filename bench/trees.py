@@ -71,7 +71,8 @@ class _Values:
 
 def _fanout(rng: random.Random, budget: int, depth: int) -> int:
     if depth == 0:  # a root of many sections, like a real document
-        return min(budget, max(2, round(budget**0.5 / 2)))
+        root: float = budget**0.5  # int ** float is typed Any (a negative base gives complex)
+        return min(budget, max(2, round(root / 2)))
     return min(budget, rng.randint(2, MAX_FANOUT))
 
 

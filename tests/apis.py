@@ -1,9 +1,18 @@
 """The APIs and v3 transports the suite runs on: ``v3-grpc``, ``v3-gateway``, ``v2``."""
 
+from typing import TypedDict
+
 APIS = ["v3-grpc", "v3-gateway", "v2"]
 
 
-def connection(api: str) -> dict[str, str]:
+class Connection(TypedDict, total=False):
+    """The client keyword arguments that select an API (``**connection(api)``)."""
+
+    api: str
+    transport: str
+
+
+def connection(api: str) -> Connection:
     """The settings that select ``api``.
 
     ``'v3-gateway'`` → ``{'api': 'v3', 'transport': 'gateway'}``.

@@ -116,7 +116,7 @@ def one_line(text: str) -> str:
 
 
 def api_args(api: str) -> list[str]:
-    return [arg for name, value in connection(api).items() for arg in (f"--{name}", value)]
+    return [arg for name, value in connection(api).items() for arg in (f"--{name}", str(value))]
 
 
 @pytest.fixture
@@ -785,10 +785,12 @@ def test_watch_prints_a_json_line_per_change_until_interrupted(
         text=True,
     )
     lines: list[dict[str, Any]] = []
-    reader = threading.Thread(
-        target=lambda: [lines.append(json.loads(line)) for line in watcher.stdout or ()],
-        daemon=True,
-    )
+
+    def read_lines() -> None:
+        for line in watcher.stdout or ():
+            lines.append(json.loads(line))
+
+    reader = threading.Thread(target=read_lines, daemon=True)
     reader.start()
     try:
         with EtcdMiddleware(

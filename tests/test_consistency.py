@@ -4,6 +4,7 @@ import threading
 from typing import Any
 
 from link.etcd import EtcdMiddleware
+from link.etcd.backends.v3 import V3Backend
 
 
 def _tree(generation: int) -> dict[str, Any]:
@@ -71,10 +72,12 @@ def test_concurrent_writers_do_not_interleave(v3: EtcdMiddleware) -> None:
 
 
 def test_rewriting_the_same_tree_sends_no_put(v3: EtcdMiddleware, etcd_server: Any) -> None:
+    backend = v3.backend
+    assert isinstance(backend, V3Backend)
     v3["/same"] = _tree(3)
-    before = v3.backend.read(v3.key("/same"))
+    before = backend.read(v3.key("/same"))
     v3["/same"] = _tree(3)
-    after = v3.backend.read(v3.key("/same"))
+    after = backend.read(v3.key("/same"))
     assert [kv.mod_revision for kv in before.items] == [kv.mod_revision for kv in after.items]
 
 

@@ -7,7 +7,7 @@ these tests look at each step and send it a constructed answer.
 from collections.abc import Iterable, Mapping
 from itertools import pairwise
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, overload
 
 import pytest
 from hypothesis import given, settings
@@ -27,6 +27,7 @@ from link.etcd.backends.v3.engine import (
     PAUSE,
     TXNS_IN_FLIGHT,
     WRITE_ATTEMPTS,
+    Change,
     Concurrent,
     Limits,
     Sleep,
@@ -44,6 +45,7 @@ from link.etcd.backends.v3.protocol import (
     TxnResult,
     key_values,
 )
+from link.etcd.codec import Node
 from link.etcd.errors import (
     EtcdCompareFailed,
     EtcdError,
@@ -110,6 +112,10 @@ def answer_range(op: Range, items: Iterable[KeyValue], revision: int) -> RangeRe
     return RangeResult(revision, [] if op.count_only else found, more=more, count=count)
 
 
+@overload
+def answer_ranges(txn: Txn, items: Iterable[KeyValue], revision: int) -> TxnResult: ...
+@overload
+def answer_ranges(txn: Range, items: Iterable[KeyValue], revision: int) -> RangeResult: ...
 def answer_ranges(
     txn: Txn | Range, items: Iterable[KeyValue], revision: int
 ) -> TxnResult | RangeResult:
@@ -122,6 +128,20 @@ def answer_ranges(
         assert isinstance(op, Range)
         responses.append(answer_range(op, items, revision))
     return TxnResult(revision, True, responses)
+
+
+def txns_of(step: Concurrent) -> list[Txn]:
+    """The requests of a Concurrent step of writes: each one is a txn."""
+    requests = list(step.requests)
+    assert all(isinstance(txn, Txn) for txn in requests), requests
+    return [txn for txn in requests if isinstance(txn, Txn)]
+
+
+def below_range(answer: TxnResult) -> RangeResult:
+    """The answer to a read txn's last range (the one below the key)."""
+    last = answer.responses[-1]
+    assert isinstance(last, RangeResult)
+    return last
 
 
 def read_txn(key: str, singles: list[str], *, keys_only: bool = False) -> Txn:
@@ -212,7 +232,7 @@ def test_replace_leaf_too_large_is_refused_before_any_request() -> None:
 
 # -- replace: a tree ----------------------------------------------------------
 
-TREE = {"a": b"1", "b": {"c": b"2"}}
+TREE: Node = {"a": b"1", "b": {"c": b"2"}}
 
 
 def test_replace_tree_reads_first() -> None:
@@ -390,7 +410,7 @@ def test_batches_keep_order_and_limits(
 
 
 def test_batches_example() -> None:
-    changes = [(f"/t/{i}".encode(), b"v") for i in range(5)]
+    changes: list[Change] = [(f"/t/{i}".encode(), b"v") for i in range(5)]
     assert engine.batches(changes, Limits(max_txn_ops=2)) == [
         changes[0:2],
         changes[2:4],
@@ -400,7 +420,8 @@ def test_batches_example() -> None:
     each = cost(changes[0])
     limits = Limits(max_request_bytes=REQUEST_OVERHEAD_BYTES + 2 * each + 1)
     assert [len(b) for b in engine.batches(changes, limits)] == [2, 2, 1]
-    big = [(b"/t/a", b"x" * 500), (b"/t/b", b"y")]  # too large alone: a batch of its own
+    # too large alone: a batch of its own
+    big: list[Change] = [(b"/t/a", b"x" * 500), (b"/t/b", b"y")]
     assert engine.batches(big, Limits(max_request_bytes=REQUEST_OVERHEAD_BYTES + 100)) == [
         [big[0]],
         [big[1]],
@@ -494,7 +515,7 @@ def test_batch_txn_range_covers_non_utf8_keys() -> None:
 
 # -- a write of several txns --------------------------------------------------
 
-BIG = {f"k{i}": str(i).encode() for i in range(10)}
+BIG: dict[str, Node] = {f"k{i}": str(i).encode() for i in range(10)}
 BIG_LIMITS = Limits(max_txn_ops=3)
 BIG_LEAVES = dict(codec.flatten(BIG, "/big"))
 
@@ -525,18 +546,18 @@ def test_large_write_yields_concurrent_batches() -> None:
     changes = engine.diff({}, BIG_LEAVES)
     cut = engine.batches(changes, BIG_LIMITS)
     assert len(cut) == 4
-    assert list(step.requests) == [engine.batch_txn(batch, "/big", 100) for batch in cut]
-    written = [op for txn in step.requests for op in txn.success]
+    assert txns_of(step) == [engine.batch_txn(batch, "/big", 100) for batch in cut]
+    written = [op for txn in txns_of(step) for op in txn.success]
     assert written == [op_of(change) for change in changes]
     assert apply({}, written) == BIG_LEAVES
-    for txn in step.requests:
+    for txn in txns_of(step):
         assert 1 <= len(txn.success) <= BIG_LIMITS.max_txn_ops
         assert len(txn.compare) == 1  # one range: every key is below '/big'
 
 
 def test_large_write_verifies_with_a_keys_only_read() -> None:
     plan, step = start_big_write()
-    txns = list(step.requests)
+    txns = txns_of(step)
     revisions = [101, 102, 103, 104]
     verify = send(plan, [TxnResult(rev, True, []) for rev in revisions])
     assert verify == read_txn("/big", ["/big"], keys_only=True)
@@ -550,13 +571,13 @@ def test_large_write_keys_left_as_they_were_pass_verification() -> None:
     kept = {k: v for i, (k, v) in enumerate(sorted(BIG_LEAVES.items())) if i % 2}
     step = send(plan, answer_ranges(read, [KeyValue(k, v, 50) for k, v in kept.items()], 100))
     assert isinstance(step, Concurrent)
-    written = [op for txn in step.requests for op in txn.success]
+    written = [op for txn in txns_of(step) for op in txn.success]
     assert {decode_key(op.key) for op in written} == set(BIG_LEAVES) - set(kept)
-    revisions = [101 + i for i in range(len(step.requests))]
+    revisions = [101 + i for i in range(len(txns_of(step)))]
     verify = send(plan, [TxnResult(rev, True, []) for rev in revisions])
-    answer = verify_answer(verify, list(step.requests), revisions)
-    answer.responses[-1].kvs += [KeyValue(k, b"", 50) for k in kept]
-    answer.responses[-1].kvs.sort(key=lambda kv: kv.key)
+    answer = verify_answer(verify, txns_of(step), revisions)
+    below_range(answer).kvs += [KeyValue(k, b"", 50) for k in kept]
+    below_range(answer).kvs.sort(key=lambda kv: kv.key)
     assert finish(plan, answer) is None
 
 
@@ -569,12 +590,12 @@ def test_large_write_keys_left_as_they_were_pass_verification() -> None:
 )
 def test_large_write_starts_again_when_verification_fails(intruder: KeyValue) -> None:
     plan, step = start_big_write()
-    txns = list(step.requests)
+    txns = txns_of(step)
     revisions = [101, 102, 103, 104]
     verify = send(plan, [TxnResult(rev, True, []) for rev in revisions])
     answer = verify_answer(verify, txns, revisions)
-    below_kvs = [kv for kv in answer.responses[-1].kvs if kv.key != intruder.key]
-    answer.responses[-1].kvs = sorted([*below_kvs, intruder], key=lambda kv: kv.key)
+    below_kvs = [kv for kv in below_range(answer).kvs if kv.key != intruder.key]
+    below_range(answer).kvs = sorted([*below_kvs, intruder], key=lambda kv: kv.key)
     assert isinstance(send(plan, answer), Sleep)
     assert send(plan, None) == read_txn("/big", ["/big"])
 
@@ -584,8 +605,8 @@ def test_large_write_foreign_key_in_place_of_ours_fails_verification() -> None:
     plan, step = start_big_write()
     revisions = [101, 102, 103, 104]
     verify = send(plan, [TxnResult(rev, True, []) for rev in revisions])
-    answer = verify_answer(verify, list(step.requests), revisions)
-    kvs_below = answer.responses[-1].kvs
+    answer = verify_answer(verify, txns_of(step), revisions)
+    kvs_below = below_range(answer).kvs
     kvs_below[-1] = KeyValue("/big/zz", b"", kvs_below[-1].mod_revision)
     assert isinstance(send(plan, answer), Sleep)
 
@@ -594,8 +615,8 @@ def test_large_write_missing_key_fails_verification() -> None:
     plan, step = start_big_write()
     revisions = [101, 102, 103, 104]
     verify = send(plan, [TxnResult(rev, True, []) for rev in revisions])
-    answer = verify_answer(verify, list(step.requests), revisions)
-    del answer.responses[-1].kvs[0]
+    answer = verify_answer(verify, txns_of(step), revisions)
+    del below_range(answer).kvs[0]
     assert isinstance(send(plan, answer), Sleep)
 
 
@@ -619,7 +640,7 @@ def test_large_write_partial_failure_raises_partial_write() -> None:
 
 def test_large_write_all_failed_raises_the_first_error() -> None:
     plan, step = start_big_write()
-    errors = [EtcdError(f"error {i}") for i in range(len(step.requests))]
+    errors = [EtcdError(f"error {i}") for i in range(len(txns_of(step)))]
     with pytest.raises(EtcdError) as raised:
         plan.send(errors)
     assert raised.value is errors[0]
@@ -641,9 +662,9 @@ def test_large_write_failed_compare_starts_again() -> None:
     done = dict(list(BIG_LEAVES.items())[:5])
     again = send(plan, answer_ranges(read, [KeyValue(k, v, 101) for k, v in done.items()], 103))
     assert isinstance(again, Concurrent)
-    rewritten = {decode_key(op.key) for txn in again.requests for op in txn.success}
+    rewritten = {decode_key(op.key) for txn in txns_of(again) for op in txn.success}
     assert rewritten == set(BIG_LEAVES) - set(done)
-    assert all(c.value == 104 for txn in again.requests for c in txn.compare)
+    assert all(c.value == 104 for txn in txns_of(again) for c in txn.compare)
 
 
 # -- replace driven end to end (hypothesis) -----------------------------------
@@ -686,7 +707,7 @@ def test_replace_writes_exactly_the_diff_within_limits(
         assert finish(plan, TxnResult(11, True, [])) is None
         return
     assert isinstance(step, Concurrent)
-    txns = list(step.requests)
+    txns = txns_of(step)
     assert len(txns) > 1
     ops = [op for txn in txns for op in txn.success]
     assert ops == [op_of(change) for change in changes]
@@ -905,6 +926,7 @@ def run_read(key: str, store: list[KeyValue], revision: int = 40) -> tuple[Any, 
             answer = None
             continue
         steps.append(step)
+        assert isinstance(step, Txn | Range), step  # a read sends reads only
         answer = answer_ranges(step, store, revision)
 
 
@@ -990,6 +1012,7 @@ def test_read_denied_with_nothing_below_raises() -> None:
     plan = engine.read_tree("/app")
     send(plan)
     fallback = plan.throw(EtcdPermissionDenied("permission denied"))
+    assert isinstance(fallback, Txn)
     with pytest.raises(EtcdPermissionDenied):
         plan.send(answer_ranges(fallback, [], 9))
 
@@ -1105,6 +1128,7 @@ def test_leaf_write_leaves_out_ancestors_the_role_does_not_cover() -> None:
     send(plan)
     denied = EtcdPermissionDenied("permission denied")
     again = plan.throw(denied)
+    assert isinstance(again, Txn)
     assert list(again.success) == [
         Put(b"/app/a/b", b"v"),
         DeleteRange(b"/app/a/b/", b"/app/a/b0"),
@@ -1117,6 +1141,7 @@ def test_leaf_write_denied_without_ancestors_raises() -> None:
     plan = engine.replace("/app/a", b"v", ["/app"], Limits())
     send(plan)
     last = plan.throw(EtcdPermissionDenied("permission denied"))
+    assert isinstance(last, Txn)
     assert list(last.success) == [Put(b"/app/a", b"v"), DeleteRange(b"/app/a/", b"/app/a0")]
     with pytest.raises(EtcdPermissionDenied):
         plan.throw(EtcdPermissionDenied("permission denied"))

@@ -103,7 +103,12 @@ def test_a_write_learns_what_the_role_does_not_cover(app: EtcdMiddleware) -> Non
     transport = app.backend.transport  # type: ignore[attr-defined]
     sent: list[Any] = []
     call = transport.call
-    transport.call = lambda request, key=None: sent.append(request) or call(request, key)
+
+    def recording(request: Any, key: Any = None) -> Any:
+        sent.append(request)
+        return call(request, key)
+
+    transport.call = recording
     app["/app/second"] = 2
     assert len(sent) == 1
     assert app["/app/second"] == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable, Iterator, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import codec, primitives
 from .backends import Backend, open_backend
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .watch import TreeWatch, Watch
 
 _MISSING: Any = primitives.MISSING
+_W = TypeVar("_W")  # a Watch or TreeWatch: EtcdMiddleware.close() stops it
 
 
 class EtcdMiddleware(MutableMapping[str, Any]):
@@ -311,7 +312,7 @@ class EtcdMiddleware(MutableMapping[str, Any]):
         """Read-modify-write without lost updates; see :func:`.primitives.transform`."""
         return primitives.transform(self, path, fn, default=default, if_held=if_held)
 
-    def update(self, other: Any = (), /, **kwargs: Any) -> None:  # type: ignore[override]
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
         """Store several paths at once (atomic when they fit one txn); see
         :func:`.primitives.update`."""
         primitives.update(self, other, **kwargs)
@@ -429,7 +430,7 @@ class EtcdMiddleware(MutableMapping[str, Any]):
 
         return self._watching(Watch(self.backend.watch(self.key(path), start_revision), self._stem))
 
-    def _watching(self, watch: Any) -> Any:
+    def _watching(self, watch: _W) -> _W:
         """Remember ``watch`` (a Watch or TreeWatch): :meth:`close` stops it."""
         self._watches.add(watch)
         return watch

@@ -25,9 +25,10 @@ def netns_cluster() -> Iterator[NetnsCluster]:
     reason = unavailable()
     if reason is not None:
         pytest.skip(reason)
-    with NetnsCluster(3) as started:
-        started.wait_for_leader()
-        yield started
+    cluster = NetnsCluster(3)
+    with cluster:  # EtcdCluster.__enter__ is typed to return an EtcdCluster
+        cluster.wait_for_leader()
+        yield cluster
 
 
 @pytest.fixture

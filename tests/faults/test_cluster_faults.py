@@ -185,7 +185,7 @@ def _generation(g: int) -> dict[str, Any]:
 def test_no_torn_reads_across_a_leader_kill(cluster: EtcdCluster, api: str) -> None:
     """2 writers and 2 readers on one subtree while the leader is killed and
     restarted: every read is one whole generation (v3 writes a tree in one txn)."""
-    settings = {**connection(api), "prefix": f"/torn-{api}", "read_timeout": 2}
+    settings: dict[str, Any] = {**connection(api), "prefix": f"/torn-{api}", "read_timeout": 2}
     EtcdMiddleware(endpoints=list(cluster.endpoints), **settings)["/cfg"] = _generation(0)
     stop = threading.Event()
     counts = {"reads": 0, "torn": 0, "read errors": 0, "writes": 0, "write errors": 0}
@@ -271,7 +271,11 @@ def test_timeout_bounds_hold_with_a_stopped_member(cluster: EtcdCluster, api: st
     :class:`EtcdConnectionFailed` naming all of them within that bound."""
     endpoints = list(cluster.endpoints)
     bound = len(endpoints) * READ_TIMEOUT
-    settings = {**connection(api), "prefix": f"/bounds-{api}", "read_timeout": READ_TIMEOUT}
+    settings: dict[str, Any] = {
+        **connection(api),
+        "prefix": f"/bounds-{api}",
+        "read_timeout": READ_TIMEOUT,
+    }
     EtcdMiddleware(endpoints=endpoints, **settings)["/k"] = {"a": 0, "b": "y"}
     hung = next(m for m in cluster.members if m is not cluster.leader())  # a follower
     endpoints.remove(hung.endpoint)
@@ -315,7 +319,11 @@ def test_full_outage_then_partial_recovery(cluster: EtcdCluster, api: str) -> No
     endpoint (not a plain EtcdError), within the bound; two members back: the
     same client works again."""
     endpoints = list(cluster.endpoints)
-    settings = {**connection(api), "prefix": f"/outage-{api}", "read_timeout": READ_TIMEOUT}
+    settings: dict[str, Any] = {
+        **connection(api),
+        "prefix": f"/outage-{api}",
+        "read_timeout": READ_TIMEOUT,
+    }
     client = EtcdMiddleware(endpoints=endpoints, **settings)
     client["/k"] = {"before": True}
     for member in cluster.members:

@@ -364,7 +364,7 @@ def _check(field: FieldInfo, name: str, value: Any, reading: Reading) -> list[st
     """
     annotation: Any = field.annotation if field.annotation is not None else Any
     if field.metadata:
-        annotation = Annotated[(annotation, *field.metadata)]  # type: ignore[valid-type]
+        annotation = Annotated[(annotation, *field.metadata)]
     try:
         TypeAdapter(annotation).validate_python(value)
     except ValidationError as exc:

@@ -335,7 +335,7 @@ class AsyncEtcdMiddleware:
             return tree_versions(
                 lambda: self.snapshot(path, default=None),
                 lambda revision: self.watch(path, start_revision=revision),
-                inner,  # type: ignore[arg-type]
+                inner,
                 lambda: tree.cancelled,
             )
 
