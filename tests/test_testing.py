@@ -374,6 +374,25 @@ def run_inner_pytest(tmp_path: Path, source: str, **env: str) -> subprocess.Comp
     )  # fmt: skip
 
 
+def test_plugin_entry_point_and_opt_out(tmp_path: Path) -> None:
+    """The installed ``link_etcd`` entry point gives the fixtures (no ``-p``);
+    ``-p no:link_etcd`` takes them away."""
+    (tmp_path / "test_inner.py").write_text("def test_prefix(etcd_prefix):\n    pass\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_DISABLE_PLUGIN_AUTOLOAD"}
+
+    def inner(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args, str(tmp_path)],
+            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+        )  # fmt: skip
+
+    loaded = inner()
+    assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+    opted_out = inner("-p", "no:link_etcd")
+    assert opted_out.returncode == 1, opted_out.stdout + opted_out.stderr
+    assert "fixture 'etcd_prefix' not found" in opted_out.stdout
+
+
 def test_plugin_fixtures_and_log_on_failure(tmp_path: Path) -> None:
     result = run_inner_pytest(
         tmp_path,
