@@ -530,7 +530,3 @@ def test_nothing_blocks_the_event_loop(
         assert slow_steps(body) == []
     finally:
         gc.unfreeze()
-
-
-# -- docs ----------------------------------------------------------------------------
-

@@ -115,7 +115,9 @@ def test_pydantic_boots_from_the_cache_when_etcd_is_unreachable(
     etcd_server: Any, etcd_prefix: str, api: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     up: dict[str, Any] = {
-        "endpoints": [etcd_server.endpoint], **connection(api), "prefix": etcd_prefix
+        "endpoints": [etcd_server.endpoint],
+        **connection(api),
+        "prefix": etcd_prefix,
     }
     with EtcdMiddleware(**up) as client:
         client["/config/defaults"] = {"port": 1, "host": "h"}
@@ -180,12 +182,12 @@ def test_an_unusable_cache_is_an_error_naming_it(etcd_prefix: str, tmp_path: Pat
     assert isinstance(info.value.__cause__, EtcdConnectionFailed)
 
 
-def test_b3j0f_boots_from_the_cache(
-    etcd_server: Any, etcd_prefix: str, tmp_path: Path
-) -> None:
+def test_b3j0f_boots_from_the_cache(etcd_server: Any, etcd_prefix: str, tmp_path: Path) -> None:
     cache_file = tmp_path / "config.json"
     up: dict[str, Any] = {
-        "endpoints": [etcd_server.endpoint], "prefix": etcd_prefix, "cache_file": cache_file
+        "endpoints": [etcd_server.endpoint],
+        "prefix": etcd_prefix,
+        "cache_file": cache_file,
     }
     driver = EtcdConfDriver(layers=LAYERS, **up)
     driver.client["/config/prod/svc.conf"] = {"DB": {"port": "6000"}}
@@ -203,9 +205,7 @@ def test_b3j0f_boots_from_the_cache(
 
     assert service(driver).port == 6000
     assert driver.stale is False
-    down = EtcdConfDriver(
-        layers=LAYERS, **{**up, "endpoints": [dead_endpoint()]}, read_timeout=1
-    )
+    down = EtcdConfDriver(layers=LAYERS, **{**up, "endpoints": [dead_endpoint()]}, read_timeout=1)
     assert service(down).port == 6000
     reading = down.reading("svc.conf")
     assert down.stale is True

@@ -38,9 +38,7 @@ BLOCK = textwrap.dedent(
 )
 def test_missing_extra_gives_the_install_command(module: str, root: str, extra: str) -> None:
     script = BLOCK.format(module=module, root=root)
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
-    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     name, message = out.stdout.splitlines()[:2]
     assert name.split(".")[0] == root

@@ -219,9 +219,7 @@ def driver(etcd_server: Any, etcd_prefix: str, api: str) -> EtcdConfDriver:
 def configurable_class(driver: EtcdConfDriver) -> type:
     @Configurable(
         paths="svc/app.conf",
-        conf=category(
-            "DB", Parameter(name="host", ptype=str), Parameter(name="port", ptype=int)
-        ),
+        conf=category("DB", Parameter(name="host", ptype=str), Parameter(name="port", ptype=int)),
         drivers=[driver],
     )
     class Service:

@@ -79,9 +79,7 @@ class Service:
         assert self.process.stderr is not None
         self._readers = [
             threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True),
-            threading.Thread(
-                target=self.stderr.extend, args=(self.process.stderr,), daemon=True
-            ),
+            threading.Thread(target=self.stderr.extend, args=(self.process.stderr,), daemon=True),
         ]
         for reader in self._readers:
             reader.start()

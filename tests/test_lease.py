@@ -282,7 +282,3 @@ def test_lost_when_the_cluster_stays_down_past_the_ttl(
     finally:
         lease.revoke()
         client.close()
-
-
-# -- the examples of docs/leases.md ---------------------------------------------
-

@@ -646,7 +646,3 @@ def test_v2_refuses_what_needs_v3(etcd_server: Any, etcd_prefix: str) -> None:
             with pytest.raises(EtcdUnsupported):
                 attempt()
         assert v2.children("/") == []
-
-
-# -- the examples of docs/primitives.md ----------------------------------------------------------
-

@@ -165,9 +165,7 @@ class EtcdConfDriver(ConfDriver):  # type: ignore[misc]
         with self._lock:
             tree = self._trees.get(path)
             if tree is None:
-                tree = self._trees[path] = LayeredTree(
-                    self.client, self.rscpaths(path), self.cache
-                )
+                tree = self._trees[path] = LayeredTree(self.client, self.rscpaths(path), self.cache)
             return tree
 
     def _reading_for(self, path: str) -> Reading:

@@ -140,9 +140,7 @@ class CacheFile:
                 f"configuration cache file {str(self.path)!r} is corrupt (not JSON: {exc})"
             ) from exc
         if not isinstance(document, dict) or document.get("format") != FORMAT:
-            raise CacheFileError(
-                f"{str(self.path)!r} is not a link.etcd configuration cache file"
-            )
+            raise CacheFileError(f"{str(self.path)!r} is not a link.etcd configuration cache file")
         if document.get("version") != VERSION or not isinstance(document.get("entries"), dict):
             raise CacheFileError(
                 f"configuration cache file {str(self.path)!r} has version "
@@ -173,8 +171,13 @@ class CacheFile:
             ) from cause
         try:
             layers = [
-                [(decode_key(base64.b64decode(k, validate=True)),
-                  base64.b64decode(v, validate=True)) for k, v in pairs]
+                [
+                    (
+                        decode_key(base64.b64decode(k, validate=True)),
+                        base64.b64decode(v, validate=True),
+                    )
+                    for k, v in pairs
+                ]
                 for pairs in entry["layers"]
             ]
             revision, saved_at = int(entry["revision"]), float(entry["saved_at"])

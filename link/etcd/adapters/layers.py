@@ -192,8 +192,9 @@ def _without_nested(tree: Any, path: str, paths: Sequence[str]) -> dict[str, Any
     """``tree`` (the layer at ``path``) without the subtrees of deeper layers."""
     if not isinstance(tree, dict):
         if tree is not None:
-            _log.warning("configuration layer %r holds a %s, not a tree: ignored", path,
-                         type(tree).__name__)
+            _log.warning(
+                "configuration layer %r holds a %s, not a tree: ignored", path, type(tree).__name__
+            )
         return {}
     base = split_path(path)
     for other in paths:

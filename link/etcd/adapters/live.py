@@ -200,8 +200,11 @@ class LiveConfig(Generic[T]):
             self._seen = reading.revision  # the cache's revision may be from another cluster
         else:
             self._seen = max(self._seen, reading.revision)
-        if previous is not None and not previous.stale and not diff_paths(previous.tree,
-                                                                          reading.tree):
+        if (
+            previous is not None
+            and not previous.stale
+            and not diff_paths(previous.tree, reading.tree)
+        ):
             self.reading = reading  # the same values: nothing to rebuild
             return False
         try:
@@ -223,7 +226,10 @@ class LiveConfig(Generic[T]):
         self._reported = problems
         _log.warning(
             "configuration %s at revision %d is invalid, keeping revision %d: %s",
-            self.tree.paths, error.revision, self.revision, "; ".join(problems),
+            self.tree.paths,
+            error.revision,
+            self.revision,
+            "; ".join(problems),
         )
         if self.on_error is not None:
             try:

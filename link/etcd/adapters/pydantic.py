@@ -273,7 +273,11 @@ class EtcdSettingsSource(PydanticBaseSettingsSource):
         :raises CacheFileError: etcd unreachable, cache file unusable.
         """
         live = LiveConfig(
-            self.tree, self._build, self._changes, on_change, on_error,
+            self.tree,
+            self._build,
+            self._changes,
+            on_change,
+            on_error,
             retry_seconds=retry_seconds,
         )
         self._live = live
