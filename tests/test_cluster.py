@@ -71,7 +71,9 @@ def test_watch_moves_off_a_member_that_hangs(cluster: EtcdCluster, api: str) -> 
     with client.watch_tree(f"/hang-{api}", lambda value, revision: seen.put(value)):
         assert seen.get(timeout=10) == {"v": 0}
         watched = _member_in_use(cluster, client)
-        os.kill(watched.pid, signal.SIGSTOP)  # hung: accepts connections, never answers
+        pid = watched.pid
+        assert pid is not None, f"{watched.endpoint} is not running"
+        os.kill(pid, signal.SIGSTOP)  # hung: accepts connections, never answers
         try:
             others = [e for e in cluster.endpoints if e != watched.endpoint]
             writer = EtcdMiddleware(endpoints=others, **connection(api))
@@ -80,7 +82,7 @@ def test_watch_moves_off_a_member_that_hangs(cluster: EtcdCluster, api: str) -> 
             while value != {"v": 1}:
                 value = seen.get(timeout=30)
         finally:
-            os.kill(watched.pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGCONT)
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +211,12 @@ def test_watch_outlives_its_token(auth_server: EtcdServer, transport: str) -> No
         client.backend.transport.failover.members[0].token = "expired"  # type: ignore[attr-defined]
         stream = client.watch("/app/w")
         events: queue.Queue[Any] = queue.Queue()
-        thread = threading.Thread(target=lambda: [events.put(e) for e in stream], daemon=True)
+
+        def pump() -> None:
+            for event in stream:
+                events.put(event)
+
+        thread = threading.Thread(target=pump, daemon=True)
         thread.start()
         try:
             deadline = time.monotonic() + 10
