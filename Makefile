@@ -4,6 +4,8 @@
 #   make test-faults         the fault suite (marker `faults`): members killed, hung, cut off
 #   make test-faults-etcd34  the same against Debian's etcd 3.4 (apt-get installs it)
 #   make test-pythons        unit tests and a core subset on Python 3.12 and 3.13, when present
+#   make lint   ruff check, ruff format --check and mypy --strict (settings in pyproject.toml)
+#   make check  make lint, then make test
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -14,7 +16,7 @@ PROTOBUF_OLDEST ?= 4.21.12
 OLD := .venv-protobuf-oldest
 OLD_STAMP := $(OLD)/.installed
 
-.PHONY: venv demo test docs test-protobuf-oldest test-faults test-faults-etcd34 test-pythons b3j0f-suite lint bench clean
+.PHONY: venv demo test docs test-protobuf-oldest test-faults test-faults-etcd34 test-pythons b3j0f-suite lint check bench clean
 
 venv: $(STAMP)
 
@@ -98,9 +100,18 @@ test-pythons:
 b3j0f-suite: $(STAMP)
 	$(BIN)/python tools/run_b3j0f_suite.py
 
+LINTED := link tests bench tools setup.py _link_etcd_hook.py
+
+# mypy checks the files listed in pyproject.toml ([tool.mypy] files)
 lint: $(STAMP)
-	$(BIN)/ruff check link tests bench tools setup.py _link_etcd_hook.py
-	$(BIN)/mypy link tools setup.py _link_etcd_hook.py
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/mypy
+
+# the fast checks first: a lint or type error fails before the suite's minutes
+check: $(STAMP)
+	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory test
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'

@@ -12,9 +12,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from link.etcd import EtcdInvalidTree, EtcdMiddleware
 from link.etcd.adapters.live import InvalidConfiguration
-from link.etcd.demo import request_count
 from link.etcd.driver import EtcdConfDriver
 from link.etcd.pydantic_source import EtcdSettingsSource
+from link.etcd.testing import request_count
 
 from .apis import connection
 
