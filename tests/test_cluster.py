@@ -24,7 +24,7 @@ from link.etcd import (
     EtcdPermissionDenied,
 )
 from link.etcd.aio import AsyncEtcdMiddleware
-from link.etcd.testing import EtcdCluster, EtcdServer
+from link.etcd.testing import EtcdCluster, EtcdServer, set_watch_idle
 
 from .apis import APIS, connection
 
@@ -66,6 +66,7 @@ def _member_in_use(cluster: EtcdCluster, client: EtcdMiddleware) -> EtcdServer:
 @pytest.mark.parametrize("api", APIS)
 def test_watch_moves_off_a_member_that_hangs(cluster: EtcdCluster, api: str) -> None:
     client = EtcdMiddleware(endpoints=list(cluster.endpoints), **connection(api), read_timeout=1.0)
+    set_watch_idle(client, 1.0)  # the member is checked after 1 s of silence, not 10
     seen: queue.Queue[Any] = queue.Queue()
     client[f"/hang-{api}"] = {"v": 0}
     with client.watch_tree(f"/hang-{api}", lambda value, revision: seen.put(value)):

@@ -11,7 +11,6 @@ import pytest
 
 from link.etcd import EtcdMiddleware
 from link.etcd.aio import AsyncEtcdMiddleware
-from link.etcd.backends.base import WATCH_IDLE_SECONDS
 from link.etcd.backends.v3.watch import MAX_RETRY_SECONDS
 from link.etcd.testing import set_watch_idle
 
@@ -22,8 +21,8 @@ from .netns import NetnsCluster
 pytestmark = pytest.mark.faults
 
 READ_TIMEOUT = 2.0
-#: The idle time the sync clients' watches are given here (set_watch_idle); the
-#: async client keeps WATCH_IDLE_SECONDS.
+#: The idle time the clients' watches are given here (set_watch_idle), not the
+#: default WATCH_IDLE_SECONDS.
 WATCH_IDLE = 2.0
 
 
@@ -106,6 +105,7 @@ async def test_async_watch_leaves_cut_off_member(
     client, majority = _clients(netns_cluster, follower, api, etcd_prefix)
     settings = {"transport": client.settings.transport, "read_timeout": READ_TIMEOUT}
     aio = AsyncEtcdMiddleware(endpoints=list(client.settings.urls), prefix=etcd_prefix, **settings)
+    set_watch_idle(aio, WATCH_IDLE)
 
     async def until(items: Any, expected: Any, timeout: float) -> float:
         start = time.monotonic()
@@ -126,8 +126,8 @@ async def test_async_watch_leaves_cut_off_member(
                 await until(items, "before", 10)
                 netns_cluster.cut(follower)
                 majority["/w"] = "after"
-                took = await until(items, "after", moves_within(WATCH_IDLE_SECONDS))
+                took = await until(items, "after", moves_within(WATCH_IDLE))
     print(
         f"\n[aio {api}] watch moved off the cut-off member in {took:.2f} s "
-        f"(bound {moves_within(WATCH_IDLE_SECONDS):.0f} s)"
+        f"(bound {moves_within(WATCH_IDLE):.0f} s)"
     )

@@ -109,6 +109,10 @@ class AsyncGatewayTransport:
         self.endpoints: tuple[str, ...] = tuple(settings.urls)
         self.failover: Failover[_Member] = Failover.of(settings, lambda url: _Member(url, settings))
         self.pending: set[asyncio.Task[Any]] = set()
+        #: seconds a watch stream may stay silent before its member is checked
+        #: (:data:`~link.etcd.backends.base.WATCH_IDLE_SECONDS` by default; read
+        #: when a stream opens; :func:`link.etcd.testing.set_watch_idle` sets it)
+        self.watch_idle_seconds = WATCH_IDLE_SECONDS
 
     def __repr__(self) -> str:
         return f"AsyncGatewayTransport(endpoints={self.endpoints!r})"
@@ -168,7 +172,9 @@ class AsyncGatewayTransport:
             member.base + "/watch",
             content=watch_body(create),
             headers=WATCH_HEADERS,
-            timeout=httpx.Timeout(self.settings.read_timeout, read=WATCH_IDLE_SECONDS, pool=None),
+            timeout=httpx.Timeout(
+                self.settings.read_timeout, read=self.watch_idle_seconds, pool=None
+            ),
         )
         try:
             async with asyncio.timeout(self.settings.read_timeout):

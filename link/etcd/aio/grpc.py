@@ -68,6 +68,10 @@ class AsyncGrpcTransport:
         )
         self._auth_lock = asyncio.Lock()
         self.pending: set[asyncio.Task[Any]] = set()
+        #: seconds a watch stream may stay silent before its member is checked
+        #: (:data:`~link.etcd.backends.base.WATCH_IDLE_SECONDS` by default; read
+        #: when a stream opens; :func:`link.etcd.testing.set_watch_idle` sets it)
+        self.watch_idle_seconds = WATCH_IDLE_SECONDS
 
     def __repr__(self) -> str:
         return f"AsyncGrpcTransport(endpoints={self.endpoints!r})"
@@ -228,6 +232,7 @@ class AsyncGrpcWatchStream:
         self._create = create
         self._key = key
         self._reader: Reader[Any] = Reader(call.read)
+        self._idle = transport.watch_idle_seconds
         self._results = self._read()
 
     def __aiter__(self) -> AsyncIterator[v3.WatchResult]:
@@ -237,7 +242,7 @@ class AsyncGrpcWatchStream:
         try:
             await self._call.write(self._create)
             while True:
-                message = await self._reader.get(WATCH_IDLE_SECONDS)
+                message = await self._reader.get(self._idle)
                 if message is TIMED_OUT:  # silent: ask for progress, check the quorum
                     await self._call.write(PROGRESS_REQUEST)
                     if not await self._in_quorum():

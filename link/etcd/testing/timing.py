@@ -17,15 +17,16 @@ def set_watch_idle(client: Any, seconds: float) -> float:
     A test that waits for the check (a member that hangs or is cut off) can
     then take seconds instead of tens of seconds.
 
-    :param client: an :class:`~link.etcd.EtcdMiddleware` (sync).
+    :param client: an :class:`~link.etcd.EtcdMiddleware` or an
+        :class:`~link.etcd.aio.AsyncEtcdMiddleware`.
     :param seconds: the new idle time, in seconds (> 0).
     :returns: the previous value, in seconds.
     :raises ValueError: ``seconds`` is not positive.
     """
     if not seconds > 0:
         raise ValueError(f"watch idle time must be positive, not {seconds!r}")
-    backend = client.backend
-    holder = getattr(backend, "transport", backend)
+    backend = getattr(client, "backend", None)  # the async client has its transport only
+    holder = client.transport if backend is None else getattr(backend, "transport", backend)
     previous: float = holder.watch_idle_seconds
     holder.watch_idle_seconds = float(seconds)
     return previous
