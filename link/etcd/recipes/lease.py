@@ -43,9 +43,10 @@ _LEASE_NOT_FOUND = "requested lease not found"
 THREAD_PREFIX = "link.etcd.lease "
 
 
-def _seconds(ttl: Any) -> int:
-    """``ceil(ttl)`` for a finite number of seconds > 0.
+def check_ttl(ttl: Any, what: str = "a lease ttl") -> float:
+    """``ttl`` when it is a finite number of seconds > 0.
 
+    :param what: what ``ttl`` is, for the message (``"a lock ttl"``).
     :raises EtcdInvalidTree: anything else (``bool`` included).
     """
     if (
@@ -54,8 +55,17 @@ def _seconds(ttl: Any) -> int:
         or not math.isfinite(ttl)
         or not ttl > 0
     ):
-        raise EtcdInvalidTree(f"a lease ttl must be a number of seconds > 0, not {ttl!r}")
-    return math.ceil(ttl)
+        raise EtcdInvalidTree(f"{what} must be a number of seconds > 0, not {ttl!r}")
+    return ttl
+
+
+def _seconds(ttl: Any) -> int:
+    """``ceil(ttl)`` for a finite number of seconds > 0 (etcd's leases count whole
+    seconds).
+
+    :raises EtcdInvalidTree: anything else (``bool`` included).
+    """
+    return math.ceil(check_ttl(ttl))
 
 
 class Lease:

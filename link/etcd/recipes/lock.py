@@ -27,7 +27,6 @@ and the one-key watch (:class:`KeyWatch`).
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -55,6 +54,7 @@ from ..errors import (
 )
 from ..paths import SEP, below, encode_key
 from .lease import Lease
+from .lease import check_ttl as lease_ttl
 
 if TYPE_CHECKING:
     from ..backends.v3 import V3Backend
@@ -79,14 +79,7 @@ def check_ttl(ttl: Any) -> float:
 
     :raises EtcdInvalidTree: anything else (``bool`` included).
     """
-    if (
-        not isinstance(ttl, (int, float))
-        or isinstance(ttl, bool)
-        or not math.isfinite(ttl)
-        or not ttl > 0
-    ):
-        raise EtcdInvalidTree(f"a lock ttl must be a number of seconds > 0, not {ttl!r}")
-    return ttl
+    return lease_ttl(ttl, "a lock ttl")
 
 
 def check_timeout(timeout: Any) -> float | None:
