@@ -154,9 +154,13 @@ def decode_text(text: str) -> Any:
     """:func:`decode_leaf` for a value already decoded from UTF-8 (v2 answers in text)."""
     if not text or text[0] not in _JSON_START:  # plain text: most strings
         return text
-    if text.isdigit() and text.isascii() and (text[0] != "0" or len(text) == 1):
-        if len(text) <= _INT_DIGITS:  # a JSON natural number, within int()'s limit
-            return int(text)
+    if (  # a JSON natural number, within int()'s limit
+        text.isdigit()
+        and text.isascii()
+        and (text[0] != "0" or len(text) == 1)
+        and len(text) <= _INT_DIGITS
+    ):
+        return int(text)
     parsed, value = _parse_leaf_text(text)
     return value if parsed else text
 
@@ -171,14 +175,13 @@ def encode_leaf(value: Any, where: str = "", *, text_only: bool = False) -> byte
         that are not UTF-8 with ``text_only``, or an ``int`` too long for JSON.
     """
     if isinstance(value, str):
-        if _parse_leaf_text(value)[0]:
-            value = json.dumps(value, ensure_ascii=False)
+        text = json.dumps(value, ensure_ascii=False) if _parse_leaf_text(value)[0] else value
         try:
-            return value.encode("utf-8")
+            return text.encode("utf-8")
         except UnicodeEncodeError as exc:
             raise EtcdInvalidTree(
                 f"string at {where!r} is not valid Unicode: lone surrogate "
-                f"{value[exc.start]!r} at position {exc.start}",
+                f"{text[exc.start]!r} at position {exc.start}",
                 key=where,
             ) from None
     if value is None or isinstance(value, bool):
@@ -310,7 +313,7 @@ def _child(where: str, name: str) -> str:
 def flatten(node: Node, key: str) -> list[tuple[str, bytes]]:
     """The ``(key, value)`` pairs that store ``node`` at ``key``, in document order."""
     if node.__class__ is bytes:
-        return [(key, node)]  # type: ignore[list-item]
+        return [(key, node)]
     pairs: list[tuple[str, bytes]] = []
     _flatten_into(pairs, node, key)
     return pairs
@@ -319,7 +322,7 @@ def flatten(node: Node, key: str) -> list[tuple[str, bytes]]:
 def _flatten_into(pairs: list[tuple[str, bytes]], node: Node, at: str) -> None:
     append = pairs.append
     if node.__class__ is dict:
-        items: Iterable[tuple[str, Node]] = node.items()  # type: ignore[union-attr]
+        items: Iterable[tuple[str, Node]] = node.items()
     else:  # a list: its positions, counted alongside
         items = zip(map(position, count()), node, strict=False)  # type: ignore[arg-type]
     for name, child in items:
@@ -407,7 +410,7 @@ def build(node: Nested) -> Any:
 def _build_deep(root: Nested) -> Any:
     """:func:`build` with an explicit stack instead of recursion (for deep trees)."""
     if root.__class__ is bytes:
-        return decode_leaf(root)  # type: ignore[arg-type]
+        return decode_leaf(root)
     assert isinstance(root, dict)
     root.pop(VALUE, None)
     # each frame: (the directory's remaining items, its children's values, its name)
@@ -433,7 +436,7 @@ def _build_deep(root: Nested) -> Any:
 
 def _build(node: Nested) -> Any:
     if node.__class__ is bytes:
-        return decode_leaf(node)  # type: ignore[arg-type]
+        return decode_leaf(node)
     assert isinstance(node, dict)
     node.pop(VALUE, None)
     children: dict[str, Any] = {}
@@ -442,7 +445,7 @@ def _build(node: Nested) -> Any:
             children[name] = _build(child)
             continue
         try:  # decode_leaf, with plain text (most strings) inline: the read's hot loop
-            text = child.decode("utf-8")  # type: ignore[union-attr]
+            text = child.decode("utf-8")
         except UnicodeDecodeError:
             children[name] = child
             continue
@@ -467,7 +470,7 @@ def assemble(children: dict[str, Any], *, sort: bool = False) -> list[Any] | dic
     return {name: children[name] for name in names} if sort else children
 
 
-class gc_paused:  # noqa: N801 - used like a function: ``with gc_paused():``
+class gc_paused:  # used like a function: ``with gc_paused():``
     """Pause Python's cyclic garbage collector while a large answer is parsed and
     decoded: those create many objects and no cycles, and collections triggered by
     the allocations made 100,000-leaf reads super-linear (1.5x slower).  Reference
@@ -499,7 +502,7 @@ def decode(pairs: Iterable[Sequence[Any]], base: str = "") -> Any:
     """
     if pairs.__class__ is not list and pairs.__class__ is not tuple:
         pairs = list(pairs)  # read twice when the one pass gives up
-    value = decode_sorted(pairs, base)  # type: ignore[arg-type]
+    value = decode_sorted(pairs, base)
     if value is UNSORTED:
         return build(nest(pairs, base))
     return value
@@ -580,7 +583,11 @@ def _directory_value(children: dict[str, Any]) -> Any:
     names = "".join(children)
     if "%" in names:  # an escaped segment (joining makes no new "%")
         return {unescape_name(name): value for name, value in children.items()}
-    if names.isdigit() and len(names) == POSITION_WIDTH * len(children):
-        if names.isascii() and max(map(len, children)) == POSITION_WIDTH:
-            return list(children.values())
+    if (
+        names.isdigit()
+        and len(names) == POSITION_WIDTH * len(children)
+        and names.isascii()
+        and max(map(len, children)) == POSITION_WIDTH
+    ):
+        return list(children.values())
     return children

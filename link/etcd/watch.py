@@ -196,7 +196,7 @@ class TreeWatch:
         value, self.revision = self.client.snapshot(self.path, default=None)
         try:
             keep = self.callback(value, self.revision)
-        except Exception:  # a broken callback must not kill the watch
+        except Exception:  # noqa: BLE001 - a broken user callback must not kill the watch
             _log.exception("TreeWatch callback for %r failed", self.path)
             return True
         if keep is False:

@@ -48,9 +48,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 # httpcore imports its HTTP/1.1 machinery and anyio's asyncio backend on the first
 # request, inside the event loop (about 0.1 s of imports in one step): import them
 # with this module instead
-import anyio._backends._asyncio  # noqa: E402, F401
-import h11  # noqa: E402, F401
-import httpcore._async.http11  # noqa: E402, F401
+import anyio._backends._asyncio  # noqa: F401
+import h11  # noqa: F401
+import httpcore._async.http11  # noqa: F401
 
 
 def _verify(settings: EtcdSettings, url: str) -> ssl.SSLContext | bool:

@@ -1001,8 +1001,7 @@ class V2Watch:
 
     @property
     def _url(self) -> str:
-        client = self._http
-        return self._endpoint + client.key_endpoint + _quote(self._key)
+        return f"{self._endpoint}{self._http.key_endpoint}{_quote(self._key)}"
 
     def _next_member(self, reason: str, failures: int) -> float:
         """Move to the next endpoint; the pause before polling it (logged)."""

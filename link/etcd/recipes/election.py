@@ -91,7 +91,7 @@ class Observer:
                         last = current
                         if self._callback(current) is False:
                             return
-            except Exception as exc:  # keep observing: the cluster may come back
+            except Exception as exc:  # noqa: BLE001 - logged; the cluster may come back
                 _log.warning("observing %r: %s", self._election.prefix, exc)
                 self._stopped.wait(1.0)
             finally:

@@ -136,7 +136,7 @@ class KeyWatch:
                 if event.key == self.key and event.type == "DELETE":
                     self.deleted = True
                     break
-        except Exception as exc:  # the waiter looks at etcd again and raises what it gets
+        except Exception as exc:  # noqa: BLE001 - the waiter reads etcd again, raises what it gets
             _log.info("watch of %r ended: %s", self.key, exc)
         finally:
             self._watch.cancel()
@@ -193,7 +193,6 @@ class Queue:
         lease = Lease.grant(client, ttl, keepalive=True)
         lease.lost = lost  # the lock's event: set by the keepalive when the lease is lost
         key = encode_key(f"{prefix}{SEP}{lease.id:x}")
-        start, end = below(prefix)
         try:
             answer = txn(
                 client._v3(prefix, "locks"),
@@ -317,7 +316,7 @@ def last_created_before(prefix: str, revision: int) -> Range:
 def _quietly(cleanup: Callable[[], None]) -> None:
     try:
         cleanup()
-    except Exception as exc:  # the lease then expires by itself within its TTL
+    except Exception as exc:  # noqa: BLE001 - the lease then expires by itself within its TTL
         _log.warning("cleanup failed (the lease expires by itself): %s", exc)
 
 

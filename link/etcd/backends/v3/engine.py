@@ -402,9 +402,12 @@ def checkable(
             top = min(k.count(SEP) for k in checked)
             checked = [k for k in checked if k.count(SEP) > top]
             continue
-        if uncovered is not None and len(checked) < len(singles):
-            if len(uncovered) < UNCOVERED_KEPT:
-                uncovered.update(k for k in singles if k not in checked)
+        if (
+            uncovered is not None
+            and len(checked) < len(singles)
+            and len(uncovered) < UNCOVERED_KEPT
+        ):
+            uncovered.update(k for k in singles if k not in checked)
         return answer, checked
 
 

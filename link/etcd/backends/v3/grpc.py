@@ -71,7 +71,7 @@ def _add_ops(field: Any, ops: Sequence[v3.Op]) -> None:
         kind = type(op)
         if kind is v3.Put:
             put = add().request_put
-            put.key = op.key  # type: ignore[union-attr]
+            put.key = op.key
             put.value = op.value  # type: ignore[union-attr]
             if op.lease:  # type: ignore[union-attr]
                 put.lease = op.lease  # type: ignore[union-attr]
@@ -485,7 +485,7 @@ class GrpcTransport:
         :meth:`call` (failover) on its own."""
         results: list[v3.Result | EtcdError] = []
         pending: deque[tuple[v3.Request, Any]] = deque()
-        index, member = next(self.failover.order())
+        _, member = next(self.failover.order())
         try:
             metadata = self._metadata(member)
         except (Unreachable, EtcdError):

@@ -209,7 +209,7 @@ class RangeResult:
         :meth:`pairs`, which a tree read needs and which cost less.
     """
 
-    __slots__ = ("revision", "more", "count", "retried", "_kvs", "_raw")
+    __slots__ = ("_kvs", "_raw", "count", "more", "retried", "revision")
 
     def __init__(
         self,
@@ -312,7 +312,7 @@ class TxnResult:
         ``succeeded`` and ``revision``, converts nothing.
     """
 
-    __slots__ = ("revision", "succeeded", "retried", "_responses", "_convert")
+    __slots__ = ("_convert", "_responses", "retried", "revision", "succeeded")
 
     def __init__(
         self,
@@ -430,7 +430,7 @@ def mark_retried(answer: object) -> None:
     engine's docstring.  Called by :class:`.transport.Tries`; answers without a
     ``retried`` attribute are left alone."""
     if hasattr(answer, "retried"):
-        answer.retried = True  # type: ignore[attr-defined]
+        answer.retried = True
 
 
 #: Every answer a unary request may get.
