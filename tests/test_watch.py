@@ -88,7 +88,12 @@ def _event(client: EtcdMiddleware, path: str, write: Any, wanted: Any) -> Any:
     ``write()`` until one comes (the first writes may race the watch's creation)."""
     stream = client.watch(path)
     events: queue.Queue[Any] = queue.Queue()
-    thread = threading.Thread(target=lambda: [events.put(e) for e in stream], daemon=True)
+
+    def pump() -> None:
+        for event in stream:
+            events.put(event)
+
+    thread = threading.Thread(target=pump, daemon=True)
     thread.start()
     deadline = time.monotonic() + WAIT
     try:
@@ -113,7 +118,8 @@ def test_watch_events_are_decoded(client: EtcdMiddleware) -> None:
     assert event.type == "PUT"
     assert event.path == "/e/n"  # relative to the prefix, like the mapping's keys
     assert event.key == client.key("/e/n")
-    assert isinstance(event.value, int) and event.value >= 2  # decoded, not b"2"
+    assert isinstance(event.value, int)
+    assert event.value >= 2  # decoded, not b"2"
     assert event.revision > 0
     if client.settings.api == "v3":  # etcd gives the previous value on v3
         assert event.prev_value == event.value - 1
@@ -140,6 +146,8 @@ def test_retry_delay_grows_to_its_bound() -> None:
     assert delays[0] == RETRY_SECONDS
     assert delays == sorted(delays)
     assert delays[-1] == MAX_RETRY_SECONDS
+    # 2 s a try: 10,000 failed openings are over 5 hours of outage (2**9999 overflowed)
+    assert retry_delay(10_000) == MAX_RETRY_SECONDS
 
 
 def test_failures_are_logged_less_and_less(caplog: pytest.LogCaptureFixture) -> None:
@@ -174,7 +182,8 @@ def test_raw_watch_from_a_compacted_revision_raises(v3: EtcdMiddleware) -> None:
     with pytest.raises(EtcdCompacted) as caught:
         next(iter(stream))
     stream.cancel()
-    assert caught.value.compact_revision is not None and caught.value.compact_revision > old
+    assert caught.value.compact_revision is not None
+    assert caught.value.compact_revision > old
     assert str(caught.value.compact_revision) in str(caught.value)
 
 
@@ -186,7 +195,11 @@ async def test_async_watch_from_a_compacted_revision_raises(
 
     old = _compacted_revision(v3)
     async with AsyncEtcdMiddleware(endpoints=list(v3.settings.urls), prefix=etcd_prefix) as aio:
-        with pytest.raises(EtcdCompacted):
+
+        async def first_event() -> None:
             async with aio.watch("/c", start_revision=old) as events:
                 async for _ in events:
                     break
+
+        with pytest.raises(EtcdCompacted):
+            await first_event()

@@ -47,7 +47,9 @@ _log = logging.getLogger("link.etcd.watch")
 
 def retry_delay(failures: int) -> float:
     """Seconds to wait after ``failures`` failed openings in a row (1, 2, …)."""
-    return min(MAX_RETRY_SECONDS, RETRY_SECONDS * 2 ** max(0, failures - 1))
+    # at most 2**32: far above the bound, and no OverflowError after a long outage
+    doublings = min(max(0, failures - 1), 32)
+    return min(MAX_RETRY_SECONDS, RETRY_SECONDS * 2.0**doublings)
 
 
 def log_failure(key: str, failures: int, reason: str, delay: float) -> None:
