@@ -75,7 +75,8 @@ def test_foreign_values(stored: bytes, value: Any) -> None:
 @pytest.mark.parametrize("name", ["", ".", "..", "a/b", "50%", "%2F", "%", "01234567890123456789"])
 def test_names_escape_and_roundtrip(name: str) -> None:
     segment = codec.escape_name(name)
-    assert "/" not in segment and segment not in ("", ".", "..")
+    assert "/" not in segment
+    assert segment not in ("", ".", "..")
     assert not codec.is_position(segment)
     assert codec.unescape_name(segment) == name
 
@@ -149,10 +150,14 @@ def test_gc_paused_restores_the_collector() -> None:
     import gc
 
     assert gc.isenabled()
-    with pytest.raises(RuntimeError):
+
+    def paused_then_raise() -> None:
         with codec.gc_paused():
             assert not gc.isenabled()
-            raise RuntimeError
+            raise RuntimeError("in the block")
+
+    with pytest.raises(RuntimeError, match="in the block"):
+        paused_then_raise()
     assert gc.isenabled()
     gc.disable()
     try:
@@ -195,7 +200,8 @@ def test_text_only_refuses_bytes_that_are_not_utf8() -> None:
 def test_dict_key_with_a_lone_surrogate_is_refused(name: str) -> None:
     with pytest.raises(EtcdInvalidTree) as info:
         codec.encode({"ok": {name: 1}}, "/app")
-    assert "/app/ok" in str(info.value) and "surrogate" in str(info.value)
+    assert "/app/ok" in str(info.value)
+    assert "surrogate" in str(info.value)
 
 
 def test_dict_key_of_undecodable_key_bytes_roundtrips_but_not_on_v2() -> None:
@@ -262,8 +268,25 @@ _SEGMENTS = st.sampled_from(
 )
 #: Stored values: plain text, JSON scalars and markers, JSON-looking text, not UTF-8.
 _VALUES = st.sampled_from(
-    [b"x", b"", b"42", b"-1.5", b"true", b"null", b"{}", b"[]", b'"7"', b"tcp", b"1 ", b"true\n"]
-    + [b"[1]", b"10.0.0.1", b"nan", b"\xff", "é".encode()]
+    [
+        b"x",
+        b"",
+        b"42",
+        b"-1.5",
+        b"true",
+        b"null",
+        b"{}",
+        b"[]",
+        b'"7"',
+        b"tcp",
+        b"1 ",
+        b"true\n",
+        b"[1]",
+        b"10.0.0.1",
+        b"nan",
+        b"\xff",
+        "é".encode(),
+    ]
 )
 _KEYS = st.lists(_SEGMENTS, min_size=1, max_size=4).map("/".join)
 
@@ -281,7 +304,8 @@ def test_one_pass_decodes_sorted_pairs_as_the_general_path(
         pairs.insert(0, ("/r", own))
     value = codec.decode_sorted(pairs, "/r")
     expected = general(pairs, "/r")
-    assert same(value, expected) and list_of_names(value) == list_of_names(expected)
+    assert same(value, expected)
+    assert list_of_names(value) == list_of_names(expected)
     backwards = pairs[::-1]  # unsorted: the general path, whatever it makes of them
     assert same(codec.decode(iter(backwards), "/r"), general(backwards, "/r"))
 
@@ -360,7 +384,7 @@ def reference_parse(text: str) -> tuple[bool, Any]:
     return (False, None) if isinstance(value, list | dict) and value else (True, value)
 
 
-@given(st.text(alphabet=st.sampled_from(list('-+.eE019 \t\n\r\x0b"[]{}tfnrueals') + ["١"])))
+@given(st.text(alphabet=st.sampled_from([*'-+.eE019 \t\n\r\x0b"[]{}tfnrueals', "١"])))
 def test_leaf_text_parses_as_json_does(text: str) -> None:
     parsed, value = codec._parse_leaf_text(text)
     expected = reference_parse(text)

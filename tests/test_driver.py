@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from b3j0f.conf import Configurable, Parameter, category  # noqa: E402  (after link.etcd on purpose)
-from b3j0f.conf.model.param import BOOL  # noqa: E402
+from b3j0f.conf import Configurable, Parameter, category
+from b3j0f.conf.model.param import BOOL
 
 from link.etcd import EtcdConnectionFailed, EtcdMiddleware
-from link.etcd.driver import EtcdConfDriver  # noqa: E402
-from link.etcd.testing.metrics import request_count  # noqa: E402
+from link.etcd.driver import EtcdConfDriver
+from link.etcd.testing.metrics import request_count
 
 from .apis import connection
 
@@ -82,9 +82,7 @@ def test_docs_tutorial_then_write_back(etcd_server: Any, etcd_prefix: str) -> No
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "myvalue"
-    assert seed["/myproject/myconfigurable.conf"] == {
-        "MYCONF": {"myparam": "newvalue", "other": 1}
-    }
+    assert seed["/myproject/myconfigurable.conf"] == {"MYCONF": {"myparam": "newvalue", "other": 1}}
 
 
 @pytest.fixture
@@ -122,7 +120,8 @@ def test_typed_parameters(driver: EtcdConfDriver) -> None:
 def test_string_values_typed_by_ptype(driver: EtcdConfDriver, etcd_server: Any) -> None:
     driver.client["/svc/app.conf"] = {"DB": {"port": "6543", "debug": "false"}}
     service = _configurable(driver)()
-    assert service.port == 6543 and service.debug is False
+    assert service.port == 6543
+    assert service.debug is False
 
 
 def test_applyconfiguration_picks_up_changes(driver: EtcdConfDriver) -> None:

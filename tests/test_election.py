@@ -25,14 +25,16 @@ def v3c(v3: EtcdMiddleware, etcd_server: Any) -> Iterator[EtcdMiddleware]:
     assert wait_until(lambda: leases(etcd_server) <= before, 5), "a lease was leaked"
 
 
-def campaign_in_thread(election: Any, value: str, timeout: float) -> tuple[threading.Thread, list]:
+def campaign_in_thread(
+    election: Any, value: str, timeout: float
+) -> tuple[threading.Thread, list[Any]]:
     """Run ``election.campaign`` in a thread; the list gets its result or exception."""
     outcome: list[Any] = []
 
     def run() -> None:
         try:
             outcome.append(election.campaign(value, timeout=timeout))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - handed to the test, which asserts on it
             outcome.append(exc)
 
     thread = threading.Thread(target=run, daemon=True)
@@ -57,11 +59,13 @@ def test_campaign_proclaim_resign(etcd_server: Any, etcd_prefix: str, transport:
         endpoints=[etcd_server.endpoint], prefix=etcd_prefix, transport=transport
     ) as client:
         election = client.election("/e", ttl=10)
-        assert election.leader() is None and election.token is None
+        assert election.leader() is None
+        assert election.token is None
         with pytest.raises(EtcdLockLost):
             election.proclaim("x")
         leadership = election.campaign("one")
-        assert leadership.value == "one" and leadership.token == election.token
+        assert leadership.value == "one"
+        assert leadership.token == election.token
         assert election.leader() == leadership
         client.set("/data", 1, if_held=election)
         election.proclaim(b"\xff\x00")  # not UTF-8: comes back as bytes
@@ -113,7 +117,9 @@ def test_proclaimed_leader_and_queue_order(v3c: EtcdMiddleware) -> None:
     assert not outcome3
     first.resign()
     thread3.join(10)
-    assert outcome3 and outcome3[0].value == "third" and outcome3[0].token > lead.token
+    assert outcome3
+    assert outcome3[0].value == "third"
+    assert outcome3[0].token > lead.token
     assert third.leader() == outcome3[0]
     third.resign()
 
@@ -136,12 +142,16 @@ def test_a_follower_watches_its_predecessor_not_the_proclaimed_leader(
     assert last.leader() == Leader("leader, again", lead.token)
     leader.resign()
     thread1.join(10)
-    assert outcome1 and outcome1[0].value == "middle" and outcome1[0].token > lead.token
+    assert outcome1
+    assert outcome1[0].value == "middle"
+    assert outcome1[0].token > lead.token
     time.sleep(0.3)
-    assert not outcome2 and _watching(last) == _key(middle)
+    assert not outcome2
+    assert _watching(last) == _key(middle)
     middle.resign()
     thread2.join(10)
-    assert outcome2 and outcome2[0].token > outcome1[0].token
+    assert outcome2
+    assert outcome2[0].token > outcome1[0].token
     assert last.leader() == outcome2[0]
     last.resign()
 
@@ -197,7 +207,8 @@ def test_we_see_etcdctl_leader_and_follow_it(v3c: EtcdMiddleware, etcd_server: A
         assert key.startswith(election.prefix + "/")  # <name>/<lease id hex>
         assert read_line(process, 5).strip() == "theirs"
         theirs = election.leader()
-        assert theirs is not None and theirs.value == "theirs"
+        assert theirs is not None
+        assert theirs.value == "theirs"
         with pytest.raises(EtcdLockTimeout):
             election.campaign("ours", timeout=0.5)
         thread, outcome = campaign_in_thread(election, "ours", 10)

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from functools import partial
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,18 @@ from link.etcd import (
     EtcdMiddleware,
     EtcdUnsupported,
 )
+from link.etcd.backends.base import KeyValue
 from link.etcd.backends.v3.guarded import Held
-from link.etcd.backends.v3.protocol import CREATE, EQUAL, Compare, Put, Range, Txn
+from link.etcd.backends.v3.protocol import (
+    CREATE,
+    EQUAL,
+    Compare,
+    Put,
+    Range,
+    RangeResult,
+    Txn,
+    TxnResult,
+)
 from link.etcd.paths import below, encode_key
 from link.etcd.recipes.lock import first_created, last_created_before
 from link.etcd.testing import EtcdCluster
@@ -119,7 +130,8 @@ def test_held_is_a_create_revision_compare() -> None:
     held = Held(b"/locks/a/1f", 42, "/locks/a")
     assert held.compare() == Compare(b"/locks/a/1f", CREATE, EQUAL, 42)
     error = held.lost()
-    assert isinstance(error, EtcdLockLost) and "42" in str(error)
+    assert isinstance(error, EtcdLockLost)
+    assert "42" in str(error)
 
 
 @pytest.mark.parametrize(
@@ -162,7 +174,8 @@ def test_guarded_writes_only_while_held(etcd_server: Any, etcd_prefix: str, tran
         endpoints=[etcd_server.endpoint], prefix=etcd_prefix, transport=transport
     ) as client:
         lock = client.lock("/locks/a", ttl=10)
-        assert lock.token is None and not lock.locked()
+        assert lock.token is None
+        assert not lock.locked()
         with pytest.raises(EtcdLockLost):
             client.set("/data", 1, if_held=lock)  # never acquired
         with lock:
@@ -172,7 +185,8 @@ def test_guarded_writes_only_while_held(etcd_server: Any, etcd_prefix: str, tran
             client.set("/data", {"n": 1}, if_held=lock)
             assert client.transform("/data/n", lambda n: n + 1, if_held=lock) == 2
             stale = lock.guard
-        assert lock.token is None and lock.key is None
+        assert lock.token is None
+        assert lock.key is None
         with pytest.raises(EtcdLockLost):
             client.set("/data", {"n": 5}, if_held=stale)
         with pytest.raises(EtcdLockLost):
@@ -182,6 +196,12 @@ def test_guarded_writes_only_while_held(etcd_server: Any, etcd_prefix: str, tran
         assert client["/data"] == {"n": 2}
         assert "/other" not in client
         assert client.children("/") == ["data"]  # the lock's key went with the release
+
+
+def kvs_of(answer: object) -> list[KeyValue]:
+    """The key-values of a range's answer."""
+    assert isinstance(answer, RangeResult), answer
+    return answer.kvs
 
 
 @pytest.mark.parametrize("transport", ["grpc", "gateway"])
@@ -199,23 +219,24 @@ def test_ranges_by_create_revision(etcd_server: Any, etcd_prefix: str, transport
             created[name] = call(Put(encode_key(f"{prefix}/{name}"), name.encode())).revision
         rewritten = call(Put(encode_key(f"{prefix}/c"), b"c2")).revision  # c: mod is last now
         start, end = below(prefix)
-        everything = call(Range(start, end)).kvs
+        everything = kvs_of(call(Range(start, end)))
         assert [(kv.key[-1], kv.create_revision, kv.version) for kv in everything] == [
             ("a", created["a"], 1),
             ("b", created["b"], 1),
             ("c", created["c"], 2),
         ]
         assert everything[2].mod_revision == rewritten
-        first = call(first_created(prefix)).kvs
+        first = kvs_of(call(first_created(prefix)))
         assert [(kv.key, kv.value, kv.create_revision) for kv in first] == [
             (f"{prefix}/c", b"c2", created["c"])
         ]
         for name, predecessor in (("a", "c"), ("b", "a"), ("c", None)):
-            found = call(last_created_before(prefix, created[name])).kvs
+            found = kvs_of(call(last_created_before(prefix, created[name])))
             assert [kv.key for kv in found] == ([f"{prefix}/{predecessor}"] if predecessor else [])
         by_create = Range(start, end, sort_target=CREATE)  # ascending, no limit, in a txn
         answer = call(Txn([], [by_create, Range(start, end, descending=True, sort_target=CREATE)]))
-        ascending, descending = (r.kvs for r in answer.responses)  # type: ignore[union-attr]
+        assert isinstance(answer, TxnResult)
+        ascending, descending = (kvs_of(r) for r in answer.responses)
         assert [kv.key[-1] for kv in ascending] == ["c", "a", "b"]
         assert [kv.key[-1] for kv in descending] == ["b", "a", "c"]
         del client["/q"]
@@ -267,7 +288,7 @@ def test_mutual_exclusion_with_increasing_tokens(cluster: EtcdCluster, etcd_pref
                     time.sleep(0.001)
                     with guard:
                         inside.remove(number)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the test's assert
             errors.append(exc)
 
     workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
@@ -279,7 +300,7 @@ def test_mutual_exclusion_with_increasing_tokens(cluster: EtcdCluster, etcd_pref
     assert not errors, errors
     assert not overlaps
     assert len(entered) == threads * sections
-    assert all(a < b for a, b in zip(entered, entered[1:], strict=False))
+    assert all(a < b for a, b in pairwise(entered))
     assert clients[0]["/record"] == entered
     assert clients[1].children("/locks/shared") == []
     for client in clients:
@@ -300,7 +321,8 @@ def test_timeout_raises_and_never_runs_the_block(grpc: EtcdMiddleware, etcd_serv
             ran = True
         assert not ran
         assert time.monotonic() - started >= 0.5
-        assert waiter.token is None and waiter.key is None
+        assert waiter.token is None
+        assert waiter.key is None
         assert waiter.acquire(timeout=0) is False
         assert grpc.children("/locks/a") == [lease_hex(holder)]
         assert leases(etcd_server) == before  # the waiters' leases were revoked
@@ -322,7 +344,8 @@ def test_a_waiter_gets_the_lock_on_release(
     timer.start()
     assert second.acquire(timeout=10)
     timer.join()
-    assert second.token is not None and first.token is None
+    assert second.token is not None
+    assert first.token is None
     assert third.acquire(timeout=0.2) is False
     timer = threading.Timer(0.3, second.release)
     timer.start()
@@ -357,10 +380,13 @@ def test_each_waiter_watches_its_immediate_predecessor(grpc: EtcdMiddleware) -> 
     assert token is not None
     locks[0].release()
     threads[0].join(10)
-    assert outcomes[0] == [True] and locks[1].token is not None and locks[1].token > token
+    assert outcomes[0] == [True]
+    assert locks[1].token is not None
+    assert locks[1].token > token
     locks[1].release()
     threads[2].join(10)
-    assert outcomes[2] == [True] and locks[3].token is not None
+    assert outcomes[2] == [True]
+    assert locks[3].token is not None
     locks[3].release()
     assert grpc.children("/locks/a") == []
 
@@ -382,8 +408,10 @@ def test_a_waiter_whose_lease_ends_gets_lock_lost(grpc: EtcdMiddleware, etcd_ser
     queued = next(key for key in grpc.children("/locks/a") if key != lease_hex(holder))
     etcd_server.etcdctl("lease", "revoke", queued)
     thread.join(10)
-    assert len(outcome) == 1 and isinstance(outcome[0], EtcdLockLost)
-    assert waiter.key is None and waiter.token is None
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], EtcdLockLost)
+    assert waiter.key is None
+    assert waiter.token is None
     holder.release()
     assert grpc.children("/locks/a") == []
 
@@ -392,7 +420,7 @@ def _attempt(function: Any, *args: Any) -> Any:
     """``function(*args)``, or the exception it raised."""
     try:
         return function(*args)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - returned for the test to assert on
         return exc
 
 
@@ -416,7 +444,8 @@ def test_paused_holder_loses_the_lock(cluster: EtcdCluster, etcd_prefix: str) ->
         process.send_signal(signal.SIGSTOP)
         lock = client.lock("/l", ttl=10)
         assert lock.acquire(timeout=15)  # once the paused holder's lease expired
-        assert lock.token is not None and lock.token > int(token)
+        assert lock.token is not None
+        assert lock.token > int(token)
         process.send_signal(signal.SIGCONT)
         process.stdin.write("go\n")
         process.stdin.flush()
@@ -452,7 +481,8 @@ def test_crashed_holder_leaks_nothing(cluster: EtcdCluster, etcd_prefix: str) ->
         process.kill()
         process.wait(10)
         with client.lock("/l", ttl=10, timeout=15) as lock:
-            assert lock.token is not None and lock.token > int(token)
+            assert lock.token is not None
+            assert lock.token > int(token)
         assert client.children("/l") == []
     finally:
         process.kill()
@@ -493,7 +523,8 @@ def test_etcdctl_lock_waits_for_ours(grpc: EtcdMiddleware, etcd_server: Any) -> 
         theirs = next(key for key in queue if lock.key and not lock.key.endswith(key))
         lock.release()
         out, _ = process.communicate(timeout=10)
-        assert process.returncode == 0 and "inside" in out
+        assert process.returncode == 0
+        assert "inside" in out
         revoke_leftover(etcd_server, theirs)
     finally:
         process.kill()

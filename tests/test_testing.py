@@ -112,9 +112,11 @@ def test_health_and_v2(server: EtcdServer) -> None:
     assert server.host == "127.0.0.1"
     assert server.endpoints == (server.endpoint,)
     status, body = http_get(server.endpoint + "/health")
-    assert status == 200 and json.loads(body)["health"] == "true"
+    assert status == 200
+    assert json.loads(body)["health"] == "true"
     assert http_get(server.endpoint + "/v2/keys/")[0] == 200
-    assert server.endpoint in repr(server) and "running" in repr(server)
+    assert server.endpoint in repr(server)
+    assert "running" in repr(server)
     assert '"msg"' in server.log_text(tail=5)  # etcd's JSON log lines
     assert len(server.log_text(tail=3).splitlines()) == 3
 
@@ -124,7 +126,8 @@ def test_etcdctl_put_get(server: EtcdServer) -> None:
     got = server.etcdctl("get", "/t/a", "--print-value-only")
     assert got.stdout.strip() == "1"
     missing = server.etcdctl("get", "/t/missing", check=False, env={"ETCDCTL_WRITE_OUT": "json"})
-    assert missing.returncode == 0 and '"count"' not in missing.stdout  # empty range
+    assert missing.returncode == 0
+    assert '"count"' not in missing.stdout  # empty range
     assert server.etcdctl("put", "/t/b", check=False).returncode != 0  # value from /dev/null
     with pytest.raises(EtcdctlError, match="put command needs"):
         server.etcdctl("put")
@@ -144,7 +147,8 @@ def test_kill_then_start(server: EtcdServer) -> None:
     server.kill()
     assert not server.running
     assert "data kept" in repr(server)
-    assert server.data_dir and os.path.isdir(server.data_dir)
+    assert server.data_dir
+    assert os.path.isdir(server.data_dir)
     healthy, _ = server.health(timeout=0.5)
     assert not healthy
     server.start()
@@ -164,7 +168,7 @@ def test_external_server_wrapper(server: EtcdServer) -> None:
     ext.etcdctl("put", "/ext", "x")
     assert server.etcdctl("get", "/ext", "--print-value-only").stdout.strip() == "x"
     assert ext.log_text(tail=50) == ""
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="scheme, host and port"):
         ExternalEtcdServer("127.0.0.1")
 
 
@@ -173,18 +177,21 @@ def test_external_server_wrapper(server: EtcdServer) -> None:
 
 def test_v2_off_auth_and_stop_cleans_up() -> None:
     srv = EtcdServer(enable_v2=False)
-    assert srv.data_dir is None and not srv.running
+    assert srv.data_dir is None
+    assert not srv.running
     with srv:
         assert http_get(srv.endpoint + "/v2/keys/")[0] == 404
         srv.etcdctl("put", "/a", "1")
         srv.enable_auth("s3cret")
         denied = srv.etcdctl("get", "/a", check=False)
-        assert denied.returncode != 0 and "user name is empty" in denied.stderr
+        assert denied.returncode != 0
+        assert "user name is empty" in denied.stderr
         ok = srv.etcdctl("--user=root:s3cret", "get", "/a", "--print-value-only")
         assert ok.stdout.strip() == "1"
         assert srv.health()[0]  # /health still answers with auth on
         data_dir = srv.data_dir
-        assert data_dir and os.path.isdir(data_dir)
+        assert data_dir
+        assert os.path.isdir(data_dir)
         assert "s3cret" not in repr(srv)
     assert not srv.running
     assert not os.path.exists(data_dir)
@@ -194,19 +201,18 @@ def test_v2_off_auth_and_stop_cleans_up() -> None:
 
 
 def test_bad_tls_arguments() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="certfile and keyfile go together"):
         EtcdServer(certfile="c.pem")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="TLS options need certfile and keyfile"):
         EtcdServer(trusted_ca_file="ca.pem")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="client_cert_auth needs trusted_ca_file"):
         EtcdServer(certfile="c.pem", keyfile="k.pem", client_cert_auth=True)
 
 
 def test_bad_flag_raises_with_log_tail() -> None:
     srv = EtcdServer(extra_args=["--no-such-flag"])
-    with pytest.raises(RuntimeError, match="no-such-flag") as info:
-        with srv:
-            pass
+    with pytest.raises(RuntimeError, match="no-such-flag") as info, srv:
+        pass
     assert "not running" in str(info.value)
     assert srv.data_dir is None  # __enter__ cleaned up after the failed start
 
@@ -217,7 +223,8 @@ def test_startup_timeout_raises() -> None:
         with pytest.raises(RuntimeError, match="not healthy after"):
             srv.start()
         assert not srv.running  # a failed start leaves no process behind
-        assert srv.log_path and os.path.isfile(srv.log_path)  # ... but keeps its files
+        assert srv.log_path
+        assert os.path.isfile(srv.log_path)  # ... but keeps its files
     finally:
         srv.stop()
     assert srv.data_dir is None
@@ -276,12 +283,14 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 def test_tls_health_with_ca(pki: dict[str, str]) -> None:
     with EtcdServer(certfile=pki["cert"], keyfile=pki["key"], ca_file=pki["ca"]) as srv:
-        assert srv.scheme == "https" and srv.endpoint.startswith("https://127.0.0.1:")
+        assert srv.scheme == "https"
+        assert srv.endpoint.startswith("https://127.0.0.1:")
         assert not srv.requires_client_cert
         status, body = http_get(
             srv.endpoint + "/health", ssl.create_default_context(cafile=pki["ca"])
         )
-        assert status == 200 and json.loads(body)["health"] == "true"
+        assert status == 200
+        assert json.loads(body)["health"] == "true"
         with pytest.raises(urllib.error.URLError):  # default trust store rejects our CA
             http_get(srv.endpoint + "/health", ssl.create_default_context())
         srv.etcdctl("put", "/tls", "yes")
@@ -313,7 +322,8 @@ def test_pause_hangs_the_member_until_resume(server: EtcdServer) -> None:
     with server.paused():
         assert server.running
         healthy, detail = server.health(timeout=0.5)
-        assert not healthy and "timed out" in detail.lower()
+        assert not healthy
+        assert "timed out" in detail.lower()
     assert server.health(timeout=5)[0]
     server.pause()
     server.restart()  # SIGTERM reaches a paused process too
@@ -330,9 +340,10 @@ def test_pause_refuses_a_server_that_is_not_running() -> None:
 
 def test_cluster_replicates_and_survives_member_loss() -> None:
     with EtcdCluster(3) as cluster:
-        assert len(cluster.members) == 3 and len(set(cluster.endpoints)) == 3
+        assert len(cluster.members) == 3
+        assert len(set(cluster.endpoints)) == 3
         assert all(m.health()[0] for m in cluster.members)
-        m0, m1, m2 = cluster.members
+        m0, _, m2 = cluster.members
         m0.etcdctl("put", "/c", "1")
         assert m2.etcdctl("get", "/c", "--print-value-only").stdout.strip() == "1"
         listed = cluster.etcdctl("member", "list").stdout
@@ -348,7 +359,8 @@ def test_cluster_replicates_and_survives_member_loss() -> None:
         assert leader.etcdctl("get", "/c", "--print-value-only").stdout.strip() == "2"
         revision = json.loads(m0.etcdctl("get", "/c", "-w", "json").stdout)["header"]["revision"]
         hashes = cluster.hashkv(revision)
-        assert set(hashes) == set(cluster.endpoints) and len(set(hashes.values())) == 1
+        assert set(hashes) == set(cluster.endpoints)
+        assert len(set(hashes.values())) == 1
         m0.etcdctl("put", "/c", "3")
         assert m0.hashkv(revision + 1) != hashes[m0.endpoint]
         assert "3/3 running" in repr(cluster)
@@ -466,7 +478,8 @@ def test_set_watch_idle_reaches_the_watch_streams(api: str) -> None:
 def test_difference_drops_unchanged_methods() -> None:
     assert difference({"Txn": 5, "Range": 3}, {"Txn": 2, "Range": 3}) == {"Txn": 3}
     assert difference({"PUT": 1}, {}) == {"PUT": 1}
-    assert difference(None, {"Txn": 1}) == {} and difference({"Txn": 1}, None) == {}
+    assert difference(None, {"Txn": 1}) == {}
+    assert difference({"Txn": 1}, None) == {}
 
 
 def test_request_counts_of_a_closed_port_are_none() -> None:

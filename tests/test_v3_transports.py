@@ -141,4 +141,5 @@ del c["/a"]
 print("ok")
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok", result.stderr

@@ -55,7 +55,7 @@ def _clients(
     """A client that tries the follower first, and one on the other members."""
     endpoints = list(cluster.endpoints)
     first = endpoints.pop(follower)
-    settings = {**connection(api), "prefix": prefix, "read_timeout": READ_TIMEOUT}
+    settings: dict[str, Any] = {**connection(api), "prefix": prefix, "read_timeout": READ_TIMEOUT}
     return (
         EtcdMiddleware(endpoints=[first, *endpoints], **settings),
         EtcdMiddleware(endpoints=endpoints, **settings),
@@ -103,7 +103,10 @@ async def test_async_watch_leaves_cut_off_member(
     netns_cluster: NetnsCluster, follower: int, api: str, etcd_prefix: str
 ) -> None:
     client, majority = _clients(netns_cluster, follower, api, etcd_prefix)
-    settings = {"transport": client.settings.transport, "read_timeout": READ_TIMEOUT}
+    settings: dict[str, Any] = {
+        "transport": client.settings.transport,
+        "read_timeout": READ_TIMEOUT,
+    }
     aio = AsyncEtcdMiddleware(endpoints=list(client.settings.urls), prefix=etcd_prefix, **settings)
     set_watch_idle(aio, WATCH_IDLE)
 

@@ -37,7 +37,7 @@ def _collect(stream: Any) -> "tuple[queue.Queue[Any], threading.Thread]":
         try:
             for event in stream:
                 out.put(event)
-        except Exception as exc:  # handed to the test
+        except Exception as exc:  # noqa: BLE001 - handed to the test, which asserts on it
             out.put(exc)
 
     thread = threading.Thread(target=pump, daemon=True)
@@ -61,7 +61,7 @@ def prefix(request: pytest.FixtureRequest) -> str:
 def _clients(cluster: EtcdCluster, api: str, prefix: str) -> tuple[EtcdMiddleware, EtcdMiddleware]:
     """A watcher on member 0 only, and a writer on members 1 and 2 (given time for
     an election: member 0 may be the leader killed)."""
-    settings = {**connection(api), "prefix": prefix}
+    settings: dict[str, Any] = {**connection(api), "prefix": prefix}
     watcher = EtcdMiddleware(
         endpoints=[cluster.members[0].endpoint], read_timeout=READ_TIMEOUT, **settings
     )
@@ -138,22 +138,25 @@ def test_v2_history_overrun(etcd_server: Any, etcd_prefix: str) -> None:
             release.wait(30)
         seen(value, revision)
 
-    with EtcdMiddleware(endpoints=[etcd_server.endpoint], api="v2", prefix=etcd_prefix) as client:
-        with client.watch_tree("/w", callback):
-            seen.wait_for(None, 10)
-            _, index = client.snapshot("/", default=None)
-            client["/w"] = "v1"
-            assert blocked.wait(10)
-            client["/w"] = "v2"
-            client["/other"] = {f"k{i}": i for i in range(1100)}
-            release.set()
-            took = seen.wait_for("v2", 10)
-            raw = client.watch("/w", start_revision=index + 1)
-            events, thread = _collect(raw)
-            error = events.get(timeout=10)
-            thread.join(5)
+    with (
+        EtcdMiddleware(endpoints=[etcd_server.endpoint], api="v2", prefix=etcd_prefix) as client,
+        client.watch_tree("/w", callback),
+    ):
+        seen.wait_for(None, 10)
+        _, index = client.snapshot("/", default=None)
+        client["/w"] = "v1"
+        assert blocked.wait(10)
+        client["/w"] = "v2"
+        client["/other"] = {f"k{i}": i for i in range(1100)}
+        release.set()
+        took = seen.wait_for("v2", 10)
+        raw = client.watch("/w", start_revision=index + 1)
+        events, thread = _collect(raw)
+        error = events.get(timeout=10)
+        thread.join(5)
     assert isinstance(error, EtcdCompacted), repr(error)
-    assert error.compact_revision is not None and error.compact_revision > index + 1000
+    assert error.compact_revision is not None
+    assert error.compact_revision > index + 1000
     print(f"\n[v2] change lost from the history delivered {took:.2f} s after the callback returned")
 
 
@@ -182,13 +185,12 @@ def test_watch_with_auth_across_restart(
 ) -> None:
     """A restarted member has forgotten every token: the watch authenticates again."""
     seen = Seen()
-    with _auth_client(auth_server, api, prefix) as watcher:
-        with watcher.watch_tree("/cfg", seen):
-            seen.wait_for(None, 10)
-            auth_server.restart()
-            with _auth_client(auth_server, api, prefix) as writer:
-                writer["/cfg"] = "after-restart"
-            took = seen.wait_for("after-restart", BACK_WITHIN)
+    with _auth_client(auth_server, api, prefix) as watcher, watcher.watch_tree("/cfg", seen):
+        seen.wait_for(None, 10)
+        auth_server.restart()
+        with _auth_client(auth_server, api, prefix) as writer:
+            writer["/cfg"] = "after-restart"
+        took = seen.wait_for("after-restart", BACK_WITHIN)
     assert any(r.name == "link.etcd.watch" for r in caplog.records)
     assert PASSWORD not in caplog.text
     print(f"\n[{api}] change after the restart delivered in {took:.2f} s")
