@@ -192,7 +192,8 @@ def test_the_watched_member_hangs(tmp_path: Path) -> None:
             ) -> tuple[PydanticBaseSettingsSource, ...]:
                 return (EtcdSettingsSource(settings_cls, "/config", **settings),)
 
-        with EtcdMiddleware(endpoints=endpoints[1:], read_timeout=1) as writer:
+        # the writer waits out an election: the stopped member may be the leader
+        with EtcdMiddleware(endpoints=endpoints[1:], read_timeout=5) as writer:
             writer["/config"] = {"port": 1}
             source = EtcdSettingsSource(ServiceSettings, "/config", **settings)
             seen: queue.Queue[tuple[float, Any]] = queue.Queue()
