@@ -188,7 +188,14 @@ def test_no_torn_reads_across_a_leader_kill(cluster: EtcdCluster, api: str) -> N
     settings: dict[str, Any] = {**connection(api), "prefix": f"/torn-{api}", "read_timeout": 2}
     EtcdMiddleware(endpoints=list(cluster.endpoints), **settings)["/cfg"] = _generation(0)
     stop = threading.Event()
-    counts = {"reads": 0, "torn": 0, "read errors": 0, "writes": 0, "write errors": 0}
+    counts = {
+        "reads": 0,
+        "torn": 0,
+        "read errors": 0,
+        "writes": 0,
+        "write errors": 0,
+        "writes given up": 0,
+    }
     errors: list[BaseException] = []
     lock = threading.Lock()
 
