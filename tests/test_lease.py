@@ -14,7 +14,12 @@ from typing import Any
 
 import pytest
 
-from link.etcd import EtcdError, EtcdInvalidTree, EtcdMiddleware, EtcdUnsupported
+from link.etcd import (
+    EtcdInvalidTree,
+    EtcdLeaseNotFound,
+    EtcdMiddleware,
+    EtcdUnsupported,
+)
 from link.etcd.recipes import Lease
 from link.etcd.recipes.lease import THREAD_PREFIX
 from link.etcd.testing import EtcdCluster, EtcdServer
@@ -64,7 +69,7 @@ def test_grant_remaining_refresh_revoke(client: EtcdMiddleware) -> None:
     lease.revoke()
     assert lease.remaining() == -1
     lease.revoke()  # idempotent
-    with pytest.raises(EtcdError, match="gone") as raised:
+    with pytest.raises(EtcdLeaseNotFound, match="gone") as raised:
         lease.refresh()
     assert not isinstance(raised.value, KeyError)
     assert not lease.lost.is_set()  # revoked by us: not lost
@@ -183,9 +188,22 @@ def test_lease_from_id(client: EtcdMiddleware) -> None:
     assert "/svc" not in client
     assert lease.remaining() == -1
     for missing in (lease.id, 0x7FFF_0000_DEAD_BEEF):
-        with pytest.raises(EtcdError, match="does not exist") as raised:
+        with pytest.raises(EtcdLeaseNotFound, match="does not exist") as raised:
             client.lease_from_id(missing)
         assert not isinstance(raised.value, KeyError)
+
+
+def test_a_write_with_a_revoked_lease_raises_and_writes_nothing(client: EtcdMiddleware) -> None:
+    """etcd refuses a put naming a lease it does not know (gRPC NOT_FOUND): the whole
+    txn is refused, so the old tree stays."""
+    client["/svc"] = TREE
+    lease = client.lease(20)
+    lease.revoke()
+    for path, value in (("/svc", {"new": 1}), ("/svc/a", 2)):  # a tree, a leaf
+        with pytest.raises(EtcdLeaseNotFound, match="lease not found") as raised:
+            client.set(path, value, lease=lease)
+        assert client.settings.urls[0] in str(raised.value)
+        assert client["/svc"] == TREE
 
 
 def test_bad_input_is_refused_before_any_request() -> None:

@@ -13,6 +13,7 @@ Hierarchy::
     │   └── EtcdPermissionDenied   authenticated, but the user may not touch the key
     ├── EtcdCompareFailed          a txn compare (v3) or a concurrent change kept failing
     ├── EtcdCompacted              the revision asked for was compacted away (v3)
+    ├── EtcdLeaseNotFound          the lease expired or was revoked (v3)
     ├── EtcdUnsupported            the API in use cannot do this (v2: leases, past revisions)
     ├── EtcdPartialWrite           a multi-request write stopped part way (cause chained)
     ├── EtcdLockLost               a lock or leadership is no longer held (guarded write refused)
@@ -112,6 +113,12 @@ class EtcdCompacted(EtcdError):
         self.compact_revision = compact_revision
 
 
+class EtcdLeaseNotFound(EtcdError):
+    """etcd does not know the lease a call named (v3 gRPC ``NOT_FOUND``): it expired
+    or was revoked, so a write attached to it was not made and a keepalive cannot
+    bring it back.  Grant a new lease."""
+
+
 class EtcdUnsupported(EtcdError):
     """The etcd API in use (typically v2) has no way to do what was asked."""
 
@@ -153,6 +160,7 @@ __all__ = [
     "EtcdError",
     "EtcdInvalidTree",
     "EtcdKeyNotFound",
+    "EtcdLeaseNotFound",
     "EtcdLockLost",
     "EtcdLockTimeout",
     "EtcdPartialWrite",

@@ -322,6 +322,41 @@ def test_timeout_bounds_hold_with_a_stopped_member(cluster: EtcdCluster, api: st
     assert elapsed <= bound + SLACK
 
 
+@pytest.mark.parametrize("api", ["v3-grpc", "v3-gateway"])
+def test_a_hung_leader_costs_failovers_not_an_error(cluster: EtcdCluster, api: str) -> None:
+    """With the leader hung (SIGSTOP), a linearizable read through a follower waits
+    for a read index that never comes; etcd answers "context deadline exceeded"
+    (gRPC code 2) when its copy of the deadline passes first.  That answer means
+    "next member", like a timeout: every read either succeeds or raises
+    :class:`EtcdConnectionFailed` naming the endpoints (never a bare
+    :class:`EtcdError`), and reads succeed again once the followers elect a leader."""
+    settings: dict[str, Any] = {
+        **connection(api),
+        "prefix": f"/hung-leader-{api}",
+        "read_timeout": READ_TIMEOUT,
+    }
+    leader = cluster.leader()
+    followers = [m.endpoint for m in cluster.members if m is not leader]
+    endpoints = [*followers, leader.endpoint]  # the followers first
+    EtcdMiddleware(endpoints=endpoints, **settings)["/k"] = {"a": 1}
+    failed: list[str] = []
+    with leader.paused():
+        client = EtcdMiddleware(endpoints=endpoints, **settings)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                value = client["/k"]
+            except EtcdConnectionFailed as exc:
+                failed.append(str(exc))
+            else:
+                break
+            assert time.monotonic() < deadline, failed
+    print(f"\n{api}, leader hung: {len(failed)} read(s) failed over every member first")
+    assert value == {"a": 1}
+    for message in failed:  # each tried every member, and says which
+        assert all(endpoint in message for endpoint in endpoints), message
+
+
 @pytest.mark.parametrize("api", APIS)
 def test_full_outage_then_partial_recovery(cluster: EtcdCluster, api: str) -> None:
     """Every member killed: calls raise :class:`EtcdConnectionFailed` naming every

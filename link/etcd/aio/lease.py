@@ -11,6 +11,7 @@ revoke and loss semantics, see ``docs/leases.md``):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Generator
@@ -24,9 +25,9 @@ from ..backends.v3.protocol import (
     LeaseTimeToLive,
     Request,
 )
-from ..errors import EtcdConnectionFailed, EtcdError
+from ..errors import EtcdConnectionFailed, EtcdLeaseNotFound
 from ..paths import SEP, decode_key
-from ..recipes.lease import _LEASE_NOT_FOUND, RETRY_DELAY, THREAD_PREFIX, _seconds
+from ..recipes.lease import RETRY_DELAY, THREAD_PREFIX, _seconds
 
 if TYPE_CHECKING:
     from .client import AsyncEtcdMiddleware
@@ -105,13 +106,13 @@ class AsyncLease:
     async def refresh(self) -> int:
         """Refresh it once (``Lease/LeaseKeepAlive``); the new TTL.
 
-        :raises EtcdError: the lease is gone; :attr:`lost` is set.
+        :raises EtcdLeaseNotFound: the lease is gone; :attr:`lost` is set.
         """
         ttl = (await self._call(LeaseKeepAlive(self.id))).ttl
         if ttl <= 0:
             reason = f"lease {self.id} ({self.id:x}) is gone (expired or revoked)"
             self._lose(reason)
-            raise EtcdError(reason)
+            raise EtcdLeaseNotFound(reason)
         return ttl
 
     async def close(self) -> None:
@@ -128,11 +129,8 @@ class AsyncLease:
         await self.close()
         if self._revoked or not self.id:
             return
-        try:
+        with contextlib.suppress(EtcdLeaseNotFound):  # gone: expired, revoked (by a lost try)
             await self._call(LeaseRevoke(self.id))
-        except EtcdError as exc:
-            if _LEASE_NOT_FOUND not in exc.message:
-                raise
         self._revoked = True
 
     async def __aenter__(self) -> AsyncLease:

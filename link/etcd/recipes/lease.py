@@ -17,13 +17,14 @@ is raised.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..errors import EtcdConnectionFailed, EtcdError, EtcdInvalidTree
+from ..errors import EtcdConnectionFailed, EtcdInvalidTree, EtcdLeaseNotFound
 from ..paths import SEP, decode_key
 
 if TYPE_CHECKING:
@@ -35,9 +36,6 @@ _log = logging.getLogger(__name__)
 #: Seconds between two keepalive attempts after a failed one (start to start):
 #: the thread retries sooner than its regular period but never hammers.
 RETRY_DELAY = 1.0
-
-#: etcd's description of ``NOT_FOUND`` for a lease (``rpctypes.ErrGRPCLeaseNotFound``).
-_LEASE_NOT_FOUND = "requested lease not found"
 
 #: Threads that keep a lease alive are named ``THREAD_PREFIX + hex id``.
 THREAD_PREFIX = "link.etcd.lease "
@@ -152,8 +150,8 @@ class Lease:
             :attr:`id`).
         :param keepalive: refresh it in a daemon thread (see :class:`Lease`).
         :raises EtcdInvalidTree: ``lease_id`` is not an int > 0 (before any request).
-        :raises EtcdError: etcd does not know the lease (never granted, expired or
-            revoked); not a ``KeyError``.
+        :raises EtcdLeaseNotFound: etcd does not know the lease (never granted,
+            expired or revoked); not a ``KeyError``.
         :raises EtcdUnsupported: the middleware uses the v2 API.
         :raises EtcdConnectionFailed: no endpoint answered.
         """
@@ -163,7 +161,7 @@ class Lease:
         asked = time.monotonic()
         result = backend.lease_time_to_live(lease_id)
         if result.ttl < 0:
-            raise EtcdError(
+            raise EtcdLeaseNotFound(
                 f"lease {lease_id} ({lease_id:x}) does not exist (never granted, expired "
                 "or revoked)",
                 endpoints=backend.endpoints,
@@ -213,15 +211,15 @@ class Lease:
         seconds again from now.
 
         :returns: the new TTL in seconds (the granted :attr:`ttl`).
-        :raises EtcdError: the lease is gone (expired or revoked); :attr:`lost` is
-            set unless this object revoked it.
+        :raises EtcdLeaseNotFound: the lease is gone (expired or revoked);
+            :attr:`lost` is set unless this object revoked it.
         :raises EtcdConnectionFailed: no endpoint answered.
         """
         ttl = self._backend().lease_keepalive(self.id)
         if ttl <= 0:
             reason = f"lease {self.id} ({self.id:x}) is gone (expired or revoked)"
             self._lose(reason)
-            raise EtcdError(reason)
+            raise EtcdLeaseNotFound(reason)
         return ttl
 
     # -- ending it -------------------------------------------------------------
@@ -254,11 +252,8 @@ class Lease:
         self.close()
         if self._revoked:
             return
-        try:
+        with contextlib.suppress(EtcdLeaseNotFound):  # gone: expired, revoked (by a lost try)
             self._backend().lease_revoke(self.id)
-        except EtcdError as exc:
-            if _LEASE_NOT_FOUND not in exc.message:
-                raise
         self._revoked = True
 
     def __enter__(self) -> Lease:

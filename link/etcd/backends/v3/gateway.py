@@ -389,10 +389,11 @@ def _refusal(response: Any) -> _Refused | Unreachable:
         return Unreachable(f"HTTP {response.status_code}: {not_etcd(response.content)}")
     message = str(detail.get("message") or detail.get("error") or response.text).strip()
     code = detail.get("code")
-    if response.status_code in (502, 503) or code in v3.RETRY_ELSEWHERE:
+    if response.status_code in (502, 503):
         return Unreachable(f"HTTP {response.status_code}: {message}")
-    if "deadline exceeded" in message:  # etcd 3.4's gateway: code 2 while it has no leader
-        return Unreachable(f"HTTP {response.status_code}: {message}", timed_out=True)
+    timed_out = v3.retry_elsewhere(code if isinstance(code, int) else v3.UNKNOWN, message)
+    if timed_out is not None:
+        return Unreachable(f"HTTP {response.status_code}: {message}", timed_out=timed_out)
     if not isinstance(code, int):
         code = v3.UNAUTHENTICATED if response.status_code == 401 else v3.UNKNOWN
     return _Refused(code, message)

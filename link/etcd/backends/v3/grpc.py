@@ -33,7 +33,7 @@ from ...settings import EtcdSettings
 from ..base import WATCH_IDLE_SECONDS
 from . import messages as pb
 from . import protocol as v3
-from .transport import Failover, Unreachable
+from .transport import Failover, Unreachable, unreachable
 from .watch import REQUIRE_LEADER
 
 _TARGETS = {"VERSION": 0, "CREATE": 1, "MOD": 2, "VALUE": 3, "LEASE": 4}
@@ -360,8 +360,9 @@ def verdict(
     timed out when the deadline passed), None (only with ``retoken``: get a new
     token and send the call once more), or the :class:`EtcdError` to raise."""
     code, details = status(exc)
-    if code in v3.RETRY_ELSEWHERE:
-        return Unreachable(details, timed_out=code == v3.DEADLINE_EXCEEDED)
+    elsewhere = unreachable(code, details)
+    if elsewhere is not None:
+        return elsewhere
     if retoken and v3.needs_new_token(code, details):
         return None
     return v3.error_for(code, details, endpoints=(url,), key=key)
@@ -419,8 +420,9 @@ class GrpcTransport:
                 )
             except grpc.RpcError as exc:
                 code, details = status(exc)
-                if code in v3.RETRY_ELSEWHERE:
-                    raise Unreachable(details, timed_out=code == v3.DEADLINE_EXCEEDED) from None
+                elsewhere = unreachable(code, details)
+                if elsewhere is not None:
+                    raise elsewhere from None
                 raise EtcdAuthError(
                     f"authentication failed: {details}", endpoints=(member.url,)
                 ) from None
@@ -641,8 +643,9 @@ class GrpcWatchStream:
                 raise Unreachable(f"{self._member.url} sent nothing", timed_out=True) from None
             if code == 1:  # CANCELLED: by cancel()
                 return
-            if code in v3.RETRY_ELSEWHERE:
-                raise Unreachable(details, timed_out=code == v3.DEADLINE_EXCEEDED) from None
+            elsewhere = unreachable(code, details)
+            if elsewhere is not None:
+                raise elsewhere from None
             if v3.needs_new_token(code, details):
                 self._transport.forget_token(self._member)
             raise v3.error_for(code, details, endpoints=(self._member.url,), key=self._key) from exc

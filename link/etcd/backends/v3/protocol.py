@@ -26,6 +26,7 @@ from ...errors import (
     EtcdCompacted,
     EtcdError,
     EtcdInvalidTree,
+    EtcdLeaseNotFound,
     EtcdPermissionDenied,
 )
 from ...paths import KEY_ENCODING, decode_key
@@ -457,6 +458,24 @@ UNAUTHENTICATED: Final = 16
 #: Codes after which the next endpoint is tried: the member is down, has no
 #: leader, or did not answer in time.
 RETRY_ELSEWHERE: Final = frozenset({UNAVAILABLE, DEADLINE_EXCEEDED})
+#: etcd's description, with ``UNKNOWN`` (code 2), of a request whose context ran out
+#: on the server: a linearizable read on a member that cannot reach a leader (hung,
+#: partitioned, being elected) waits for the read index until the call's deadline,
+#: and etcd 3.4/3.5 answer this when its own copy of the deadline passes first.
+SERVER_DEADLINE: Final = "context deadline exceeded"
+
+
+def retry_elsewhere(code: int, message: str) -> bool | None:
+    """Whether an error answer means "try the next member": None when it does not,
+    else whether the member timed out (``DEADLINE_EXCEEDED``, or ``UNKNOWN`` with
+    :data:`SERVER_DEADLINE`) rather than refused (``UNAVAILABLE``: down, stopping,
+    no leader).  One rule for every transport, sync and async."""
+    if code in RETRY_ELSEWHERE:
+        return code == DEADLINE_EXCEEDED
+    if code == UNKNOWN and SERVER_DEADLINE in message:
+        return True
+    return None
+
 
 #: Exception class per status code; codes not listed raise :class:`EtcdError`.
 ERRORS: Final[dict[int, type[EtcdError]]] = {
@@ -464,6 +483,7 @@ ERRORS: Final[dict[int, type[EtcdError]]] = {
     PERMISSION_DENIED: EtcdPermissionDenied,
     UNAUTHENTICATED: EtcdAuthError,
     OUT_OF_RANGE: EtcdCompacted,  # a revision compacted (or not yet written)
+    NOT_FOUND: EtcdLeaseNotFound,  # the only thing etcd's KV and Lease APIs do not find
 }
 
 #: etcd's descriptions of ``INVALID_ARGUMENT`` errors that are about credentials

@@ -18,7 +18,7 @@ from typing import Generic, Protocol, TypeVar
 
 from ...errors import EtcdConnectionFailed, EtcdError, EtcdTimeout
 from ...settings import EtcdSettings
-from .protocol import Request, Result, WatchCreate, WatchResult, mark_retried
+from .protocol import Request, Result, WatchCreate, WatchResult, mark_retried, retry_elsewhere
 
 M = TypeVar("M")
 T = TypeVar("T")
@@ -34,6 +34,14 @@ class Unreachable(Exception):
     def __init__(self, reason: str, *, timed_out: bool = False) -> None:
         super().__init__(reason)
         self.timed_out = timed_out
+
+
+def unreachable(code: int, message: str) -> Unreachable | None:
+    """The :class:`Unreachable` to raise for an etcd error answer (gRPC ``code``,
+    etcd's ``message``) that means "try the next member"
+    (:func:`.protocol.retry_elsewhere`); None for a refusal to report."""
+    timed_out = retry_elsewhere(code, message)
+    return None if timed_out is None else Unreachable(message, timed_out=timed_out)
 
 
 class Failover(Generic[M]):
