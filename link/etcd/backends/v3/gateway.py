@@ -551,8 +551,10 @@ class GatewayTransport:
     def call_many(
         self, requests: Iterable[v3.Request], limit: int, key: str | None = None
     ) -> list[v3.Result | EtcdError]:
-        """Send ``requests`` from a pool of ``limit`` threads (HTTP/1.1 has one
-        request per connection at a time); each answer or error, in order."""
+        """Send ``requests`` from a pool of ``limit`` threads, at most
+        ``per_host_pool_size`` (HTTP/1.1 has one request per connection at a time,
+        and the session keeps that many connections); each answer or error, in
+        order."""
 
         def one(request: v3.Request) -> v3.Result | EtcdError:
             try:
@@ -562,7 +564,8 @@ class GatewayTransport:
 
         with self._lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(limit, thread_name_prefix="link.etcd.v3")
+                senders = max(1, min(limit, self.settings.per_host_pool_size))
+                self._pool = ThreadPoolExecutor(senders, thread_name_prefix="link.etcd.v3")
             pool = self._pool
         return list(pool.map(one, requests))
 
