@@ -3,6 +3,7 @@
 
 import logging
 import queue
+import time
 from typing import Any
 
 import pytest
@@ -11,7 +12,8 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from link.etcd import EtcdInvalidTree, EtcdMiddleware
-from link.etcd.adapters.live import InvalidConfiguration
+from link.etcd.adapters.layers import reading_of
+from link.etcd.adapters.live import InvalidConfiguration, stale_since
 from link.etcd.driver import EtcdConfDriver
 from link.etcd.pydantic_source import EtcdSettingsSource
 from link.etcd.testing import request_count
@@ -309,3 +311,47 @@ def test_an_error_of_the_whole_model_is_reported_too(v3: EtcdMiddleware) -> None
         assert live.current.low == 1  # type: ignore[attr-defined]
     finally:
         live.stop()
+
+
+# -- staleness ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["retry_seconds", "check_seconds"])
+@pytest.mark.parametrize("seconds", [0, -1.0, float("nan")])
+def test_a_bad_period_is_refused_before_anything_runs(
+    v3: EtcdMiddleware, name: str, seconds: float
+) -> None:
+    seed(v3)
+    source = EtcdSettingsSource(settings_class(v3), LAYERS, v3)
+    seen = Recorder()
+    period: dict[str, Any] = {name: seconds}
+    with pytest.raises(ValueError, match=f"{name} must be a positive number of seconds"):
+        source.watch(seen.on_change, **period)
+    assert seen.changes.empty()
+    assert source.settings is None
+
+
+def test_a_quiet_configuration_is_read_every_check_seconds(v3: EtcdMiddleware) -> None:
+    seed(v3)
+    source = EtcdSettingsSource(settings_class(v3), LAYERS, v3)
+    seen = Recorder()
+    live = source.watch(seen.on_change, check_seconds=0.1)
+    try:
+        seen.changes.get(timeout=WAIT)
+        reads = count_reads(source)
+        deadline = time.monotonic() + WAIT
+        while len(reads) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(reads) >= 3  # nothing changed, yet etcd is asked
+        assert seen.changes.empty()  # the same values: no on_change
+        assert (live.stale, source.stale, source.stale_since) == (False, False, None)
+    finally:
+        live.stop()
+
+
+def test_stale_since_without_a_watch() -> None:
+    current = reading_of(["/c"], ["/p/c"], 7, [[("/p/c/a", b'"1"')]])
+    cached = reading_of(["/c"], ["/p/c"], 7, [[("/p/c/a", b'"1"')]], stale=True, saved_at=5.0)
+    assert stale_since(None, None) is None
+    assert stale_since(None, current) is None
+    assert stale_since(None, cached) == 5.0

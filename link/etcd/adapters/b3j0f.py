@@ -46,7 +46,16 @@ from ..watch import TreeWatch
 from . import missing_extra
 from .cache import CacheFile
 from .layers import LayeredTree, Reading, leaf_paths, normalize
-from .live import RETRY_SECONDS, InvalidConfiguration, LiveConfig, OnChange, OnError, diff_paths
+from .live import (
+    CHECK_SECONDS,
+    RETRY_SECONDS,
+    InvalidConfiguration,
+    LiveConfig,
+    OnChange,
+    OnError,
+    diff_paths,
+    stale_since,
+)
 
 _b3j0f_compat.install()
 
@@ -127,11 +136,23 @@ class EtcdConfDriver(ConfDriver):  # type: ignore[misc]
 
     @property
     def stale(self) -> bool:
-        """True when the configuration of some conf path in use comes from the cache
-        file, not from etcd."""
+        """True while nothing confirms the configuration of some conf path in use: it
+        comes from the cache file (etcd down at start-up), or the last read of a
+        running :meth:`reconfigure_on_change` failed (etcd down later; the
+        configuration is kept).  See :attr:`stale_since`."""
+        return self.stale_since is not None
+
+    @property
+    def stale_since(self) -> float | None:
+        """``None`` while not :attr:`stale`; else the earliest, over the stale conf
+        paths, of when their configuration was last read from etcd (seconds since
+        the epoch): the cache file's ``saved_at`` after a boot from it, else the
+        last successful read before the outage."""
         with self._lock:
             paths = self._readings.keys() | self._lives.keys()
-        return any(r is not None and r.stale for r in map(self.reading, paths))
+            states = [(self._lives.get(p), self._readings.get(p)) for p in paths]
+        times = [t for t in (stale_since(live, r) for live, r in states) if t is not None]
+        return min(times, default=None)
 
     @property
     def revision(self) -> int:
@@ -315,6 +336,7 @@ class EtcdConfDriver(ConfDriver):  # type: ignore[misc]
         on_error: OnError | None = None,
         *,
         retry_seconds: float = RETRY_SECONDS,
+        check_seconds: float = CHECK_SECONDS,
     ) -> list[LiveConfig[Any]]:
         """Re-apply the configuration of ``target`` (an instance of a class decorated
         with ``@Configurable(..., drivers=[this driver])``) whenever one of its conf
@@ -328,8 +350,16 @@ class EtcdConfDriver(ConfDriver):  # type: ignore[misc]
         the configuration in use and calls ``on_error(InvalidConfiguration)`` once,
         naming each etcd key, value and error (also logged as a warning).
 
+        While a read fails (etcd down or unreachable), the configuration in use
+        is kept and :attr:`stale` is True (one warning per conf path); the layers
+        are read every ``retry_seconds`` until etcd answers.
+
         :param retry_seconds: seconds between reads while etcd is unreachable.
+        :param check_seconds: the layers are read when this many seconds passed
+            without a read (no change arrived): an outage is noticed within
+            ``check_seconds`` plus the read's ``read_timeout`` per endpoint.
         :returns: the running :class:`LiveConfig` s; ``stop()`` each to end.
+        :raises ValueError: ``retry_seconds`` or ``check_seconds`` not positive.
         :raises InvalidConfiguration: the configuration at start is invalid.
         """
         lives: list[LiveConfig[Any]] = []
@@ -345,6 +375,7 @@ class EtcdConfDriver(ConfDriver):  # type: ignore[misc]
                     _applier(configurable, target, on_change),
                     on_error,
                     retry_seconds=retry_seconds,
+                    check_seconds=check_seconds,
                 )
                 with self._lock:
                     self._lives[path] = live

@@ -33,8 +33,8 @@ revision).  A value from etcd that fails validation raises
 For a long-running service, :meth:`EtcdSettingsSource.watch` keeps the settings
 current with validated reloads (see :mod:`link.etcd.adapters.live`); with
 ``cache_file`` a service boots from its last reading while etcd is down
-(``source.stale``); :meth:`EtcdSettingsSource.explain` says where each field's
-value came from.
+(``source.stale``, also True while a running watch cannot reach etcd);
+:meth:`EtcdSettingsSource.explain` says where each field's value came from.
 """
 
 from __future__ import annotations
@@ -64,7 +64,16 @@ except ModuleNotFoundError as exc:  # pragma: no cover - tested in a subprocess
 from ..middleware import EtcdMiddleware
 from .cache import CacheFile
 from .layers import LayeredTree, Reading, leaf_paths
-from .live import RETRY_SECONDS, InvalidConfiguration, LiveConfig, OnChange, OnError, diff_paths
+from .live import (
+    CHECK_SECONDS,
+    RETRY_SECONDS,
+    InvalidConfiguration,
+    LiveConfig,
+    OnChange,
+    OnError,
+    diff_paths,
+    stale_since,
+)
 
 #: The reading the sources for ``(settings class, layer keys)`` must use while
 #: this context builds settings (a reload validating a new reading, explain()),
@@ -141,9 +150,19 @@ class EtcdSettingsSource(PydanticBaseSettingsSource):
 
     @property
     def stale(self) -> bool:
-        """True when the settings in use come from the cache file, not from etcd."""
-        reading = self.reading
-        return reading is not None and reading.stale
+        """True while nothing confirms the settings in use: they come from the cache
+        file (etcd down at start-up), or, while :meth:`watch` runs, its last read
+        of etcd failed (etcd down later; the settings are kept).  See
+        :attr:`stale_since` and :attr:`LiveConfig.stale
+        <link.etcd.adapters.live.LiveConfig.stale>`."""
+        return self.stale_since is not None
+
+    @property
+    def stale_since(self) -> float | None:
+        """``None`` while not :attr:`stale`; else when the settings in use were last
+        read from etcd (seconds since the epoch): :attr:`saved_at` after a boot
+        from the cache file, else the last successful read before the outage."""
+        return stale_since(self._live, self._reading)
 
     @property
     def revision(self) -> int:
@@ -153,7 +172,8 @@ class EtcdSettingsSource(PydanticBaseSettingsSource):
 
     @property
     def saved_at(self) -> float | None:
-        """When stale: when the cache file was written (seconds since the epoch)."""
+        """When the settings in use come from the cache file: when it was written
+        (seconds since the epoch); ``None`` when they were read from etcd."""
         reading = self.reading
         return None if reading is None else reading.saved_at
 
@@ -251,6 +271,7 @@ class EtcdSettingsSource(PydanticBaseSettingsSource):
         *,
         on_error: OnError | None = None,
         retry_seconds: float = RETRY_SECONDS,
+        check_seconds: float = CHECK_SECONDS,
     ) -> LiveConfig[BaseSettings]:
         """Keep the settings current: build them now, then again after every change
         of the layers, applying only valid ones.
@@ -265,9 +286,17 @@ class EtcdSettingsSource(PydanticBaseSettingsSource):
         so precedence stays as configured.  One watch on the layers' deepest
         common path (no polling); a txn of many keys gives one rebuild.
 
+        While a read fails (etcd down or unreachable), the settings in use are
+        kept and :attr:`stale` is True (one warning); the layers are read every
+        ``retry_seconds`` until etcd answers.
+
         :param retry_seconds: seconds between reads while etcd is unreachable.
+        :param check_seconds: the layers are read when this many seconds passed
+            without a read (no change arrived): an outage is noticed within
+            ``check_seconds`` plus the read's ``read_timeout`` per endpoint.
         :returns: the running :class:`~link.etcd.adapters.live.LiveConfig`
             (``current``: the settings in use; ``stop()`` ends it).
+        :raises ValueError: ``retry_seconds`` or ``check_seconds`` not positive.
         :raises InvalidConfiguration: the settings at start are invalid.
         :raises link.etcd.EtcdConnectionFailed: etcd unreachable, no cache file.
         :raises CacheFileError: etcd unreachable, cache file unusable.
@@ -279,6 +308,7 @@ class EtcdSettingsSource(PydanticBaseSettingsSource):
             on_change,
             on_error,
             retry_seconds=retry_seconds,
+            check_seconds=check_seconds,
         )
         self._live = live
         return live.start()
