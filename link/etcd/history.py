@@ -95,7 +95,7 @@ def history(
     leaves: dict[str, bytes] = {}
     if base > 0:
         before = backend.run(engine.snapshot(key, pairs=True, revision=base), key)
-        leaves = dict(before.items)
+        leaves = dict(engine.pairs_of(before))
         if base == oldest and oldest > 1 and leaves:
             yield base, _value(leaves, key)
     if base >= head:

@@ -16,6 +16,7 @@ from .paths import ancestor_keys, join_key, normalize_prefix, split_path
 from .settings import EtcdSettings, load_settings
 
 if TYPE_CHECKING:
+    from .aio.lease import AsyncLease
     from .backends.v3.guarded import Held
     from .recipes.election import Election
     from .recipes.lease import Lease
@@ -257,8 +258,11 @@ class EtcdMiddleware(MutableMapping[str, Any]):
         self._v3(path, "if_held")
         return if_held if isinstance(if_held, guarded.Held) else if_held.guard
 
-    def _lease_id(self, path: str, ttl: float | None, lease: Lease | int | None) -> int:
-        """The lease id a write attaches its keys to (0: none); grants one for ``ttl``."""
+    def _lease_id(
+        self, path: str, ttl: float | None, lease: Lease | AsyncLease | int | None
+    ) -> int:
+        """The lease id a write attaches its keys to (0: none); grants one for ``ttl``
+        (an :class:`AsyncLease` comes from :class:`AsyncEtcdMiddleware`, with no ``ttl``)."""
         if ttl is not None and lease is not None:
             raise EtcdInvalidTree("give ttl or lease, not both", key=path)
         v2 = self.settings.api == "v2"

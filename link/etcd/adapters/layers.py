@@ -29,8 +29,8 @@ from typing import Any
 from .. import codec
 from ..backends.base import ABSENT
 from ..backends.v3 import V3Backend
-from ..backends.v3.engine import PAGE_SIZE, Plan, snapshot
-from ..backends.v3.protocol import Op, Range, RangeResult, Txn, TxnResult
+from ..backends.v3.engine import PAGE_SIZE, Plan, pairs_of, ranges_of, snapshot
+from ..backends.v3.protocol import Op, Range, Txn, TxnResult
 from ..errors import EtcdConnectionFailed, EtcdInvalidTree
 from ..paths import SEP, below, encode_key, split_path
 from .cache import CacheFile, CacheFileError
@@ -213,7 +213,7 @@ def _remove(tree: dict[str, Any], names: list[str]) -> None:
         node.pop(names[-1], None)
 
 
-def layers_plan(keys: Sequence[str]) -> Plan:
+def layers_plan(keys: Sequence[str]) -> Plan[tuple[int, list[list[tuple[str, bytes]]]]]:
     """Plan (v3): ``(revision, [pairs of each key])``: every key's own leaf and
     everything below it, all in one txn (at one revision); a key whose range was
     cut at :data:`PAGE_SIZE` is read again, paged, at that revision."""
@@ -227,12 +227,12 @@ def layers_plan(keys: Sequence[str]) -> Plan:
         slots.append((single, len(ops)))
         ops.append(Range(*below(key), limit=PAGE_SIZE))
     answer: TxnResult = yield Txn((), ops)
-    ranges: list[RangeResult] = answer.responses  # type: ignore[assignment]
+    ranges = ranges_of(answer)
     out: list[list[tuple[str, bytes]]] = []
     for key, (single, inner) in zip(keys, slots, strict=True):
         if ranges[inner].more:
             read = yield from snapshot(key, pairs=True, revision=answer.revision)
-            out.append(list(read.items))
+            out.append(list(pairs_of(read)))
         else:
             own = ranges[single].pairs() if single is not None else []
             out.append(own + ranges[inner].pairs())

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .. import codec
 from ..backends.base import ABSENT, KeyValue
 from ..backends.v3 import engine, guarded
-from ..backends.v3.engine import Limits, Plan
+from ..backends.v3.engine import Limits, Plan, R
 from ..errors import EtcdKeyNotFound, EtcdTxnTooLarge, EtcdUnsupported
 from ..middleware import EtcdMiddleware
 from ..primitives import MISSING, _stored
@@ -105,7 +105,7 @@ class AsyncEtcdMiddleware:
             await settle(transport)
             await transport.aclose()
 
-    async def run(self, plan: Plan, key: str | None = None) -> Any:
+    async def run(self, plan: Plan[R], key: str | None = None) -> R:
         """Run one of the engine's plans over this client's transport; its result."""
         return await drive(plan, self.transport, key)
 
@@ -135,12 +135,12 @@ class AsyncEtcdMiddleware:
         :raises EtcdCompacted: ``revision`` is older than etcd's compaction.
         """
         key = self.key(path)
-        value, revision = await self.run(engine.read_tree(key, revision or 0), key)
+        value, at = await self.run(engine.read_tree(key, revision or 0), key)
         if value is not ABSENT:
-            return value, revision
+            return value, at
         if default is MISSING:
             raise EtcdKeyNotFound(f"nothing stored at {path!r}", key=path)
-        return default, revision
+        return default, at
 
     async def contains(self, path: str) -> bool:
         """True when ``path`` is a leaf or a directory (one ``count_only`` txn)."""
@@ -151,7 +151,7 @@ class AsyncEtcdMiddleware:
         """Names of the direct children of ``path``, sorted (one ``keys_only`` read);
         see :meth:`EtcdMiddleware.children`."""
         key = self.key(path)
-        return await self.run(engine.children(key), key)  # type: ignore[no-any-return]
+        return await self.run(engine.children(key), key)
 
     # -- writing -------------------------------------------------------------------
 
@@ -183,6 +183,7 @@ class AsyncEtcdMiddleware:
             node = codec.encode(value, path)
         await asyncio.sleep(0)  # let the loop run between encoding and the plan's first step
         lease_id = await self._lease_id(path, ttl, lease)
+        plan: Plan[object]  # the result is not used
         if if_revision is None:
             plan = engine.replace(key, node, ancestors, self.limits, lease=lease_id)
         else:
@@ -220,7 +221,7 @@ class AsyncEtcdMiddleware:
             guarded.if_absent(node),
             lease=lease_id,
         )
-        return (await self.run(plan, key))[0]  # type: ignore[no-any-return]
+        return (await self.run(plan, key))[0]
 
     async def compare_and_swap(self, path: str, expected: Any, new: Any) -> bool:
         """Store ``new`` only if ``path`` holds exactly ``expected``; see
@@ -228,7 +229,7 @@ class AsyncEtcdMiddleware:
         key, ancestors = self._paths._writable(path)
         decide = guarded.if_equal(key, codec.encode(expected, path), codec.encode(new, path))
         plan = guarded.replace_if(key, ancestors, self.limits, decide)
-        return (await self.run(plan, key))[0]  # type: ignore[no-any-return]
+        return (await self.run(plan, key))[0]
 
     async def transform(
         self, path: str, fn: Callable[[Any], Any], *, default: Any = MISSING
@@ -293,7 +294,7 @@ class AsyncEtcdMiddleware:
     async def _lease_id(self, path: str, ttl: float | None, lease: AsyncLease | int | None) -> int:
         """The lease a write attaches its keys to (0: none); grants one for ``ttl``."""
         if ttl is None or lease is not None:  # the sync rules (no request): both given, ids
-            return self._paths._lease_id(path, ttl, lease)  # type: ignore[arg-type]
+            return self._paths._lease_id(path, ttl, lease)
         return (await self.lease(ttl)).id
 
     # -- watching ----------------------------------------------------------------------
@@ -351,7 +352,9 @@ class AsyncEtcdMiddleware:
         return watch
 
 
-def update_plan(entries: list[tuple[str, codec.Node, list[str]]], limits: Limits) -> Plan:
+def update_plan(
+    entries: list[tuple[str, codec.Node, list[str]]], limits: Limits
+) -> Plan[int | None]:
     """Plan: store ``entries`` (``(key, node, ancestors)``) in one guarded txn when
     they fit one and none is another's ancestor; else one replace per entry, in
     order (what :func:`link.etcd.primitives.update` sends)."""

@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 from ..backends.v3 import progress
-from ..backends.v3.engine import Call, Concurrent, Pause, Plan, Sleep
+from ..backends.v3.engine import Call, Concurrent, Pause, Plan, R, Sleep
 from ..backends.v3.protocol import Range, Request, Result, Txn, WatchCreate, WatchResult
 from ..backends.v3.transport import Failover
 from ..errors import EtcdError
@@ -95,7 +95,7 @@ def open_transport(settings: EtcdSettings) -> AsyncTransport:
     return AsyncGrpcTransport(settings)
 
 
-async def drive(plan: Plan, transport: AsyncTransport, key: str | None = None) -> Any:
+async def drive(plan: Plan[R], transport: AsyncTransport, key: str | None = None) -> R:
     """Run ``plan`` to its end over ``transport``; its result.
 
     A step that raises an :class:`EtcdError` has it thrown into the plan (at its
@@ -118,7 +118,8 @@ async def drive(plan: Plan, transport: AsyncTransport, key: str | None = None) -
             except EtcdError as exc:
                 error = exc
     except StopIteration as stop:
-        return stop.value
+        result: R = stop.value  # what the plan returned: a Plan[R] returns an R
+        return result
     except EtcdError as exc:
         if not exc.endpoints:
             exc.endpoints = transport.endpoints

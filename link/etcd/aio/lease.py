@@ -17,13 +17,13 @@ import time
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
+from ..backends.v3.engine import answer_as
 from ..backends.v3.protocol import (
     LeaseGrant,
     LeaseKeepAlive,
     LeaseResult,
     LeaseRevoke,
     LeaseTimeToLive,
-    Request,
 )
 from ..errors import EtcdConnectionFailed, EtcdLeaseNotFound
 from ..paths import SEP, decode_key
@@ -68,8 +68,9 @@ class AsyncLease:
     def __repr__(self) -> str:
         return f"AsyncLease(id={self.id}, ttl={self.ttl or self._asked})"
 
-    async def _call(self, request: Request) -> LeaseResult:
-        return await self.client.transport.call(request)  # type: ignore[return-value]
+    async def _call(self, request: LeaseGrant | LeaseKeepAlive | LeaseTimeToLive) -> LeaseResult:
+        """One lease request answered with a :class:`LeaseResult` (not ``LeaseRevoke``)."""
+        return answer_as(LeaseResult, await self.client.transport.call(request))
 
     async def grant(self) -> AsyncLease:
         """Grant the lease (one ``Lease/LeaseGrant``; nothing when already granted)
@@ -130,7 +131,7 @@ class AsyncLease:
         if self._revoked or not self.id:
             return
         with contextlib.suppress(EtcdLeaseNotFound):  # gone: expired, revoked (by a lost try)
-            await self._call(LeaseRevoke(self.id))
+            await self.client.transport.call(LeaseRevoke(self.id))
         self._revoked = True
 
     async def __aenter__(self) -> AsyncLease:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ..backends.v3.engine import answer_as
 from ..backends.v3.guarded import Held
 from ..backends.v3.protocol import Put, RangeResult
 from ..errors import EtcdInvalidTree, EtcdLockLost, EtcdLockTimeout
@@ -249,7 +250,7 @@ class Election:
     def _leader(self) -> tuple[Leader | None, int]:
         """:meth:`leader`, and the revision at which it was true."""
         request = first_created(self.prefix)
-        answer: RangeResult = self._backend().transport.call(request, self.prefix)  # type: ignore[assignment]
+        answer = answer_as(RangeResult, self._backend().transport.call(request, self.prefix))
         if not answer.kvs:
             return None, answer.revision
         first = answer.kvs[0]

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..backends.v3.engine import answer_as
 from ..backends.v3.guarded import Held
 from ..backends.v3.protocol import (
     CREATE,
@@ -102,7 +103,7 @@ def txn(
     key: str | None = None,
 ) -> TxnResult:
     """One ``KV/Txn`` over the backend's transport (failover, TLS, auth)."""
-    return backend.transport.call(Txn(compares, success, failure), key)  # type: ignore[return-value]
+    return answer_as(TxnResult, backend.transport.call(Txn(compares, success, failure), key))
 
 
 class KeyWatch:
@@ -205,7 +206,7 @@ class Queue:
         except BaseException:
             _quietly(lease.revoke)
             raise
-        first: RangeResult = answer.responses[1]  # type: ignore[assignment]
+        first = answer_as(RangeResult, answer.responses[1])
         token = answer.revision  # the put's revision: the key's create revision
         return cls(client, prefix, lease, token, first.kvs[0].create_revision == token)
 
@@ -239,7 +240,7 @@ class Queue:
                     "queue: the lease expired or was revoked, or the key was deleted",
                     key=self.prefix,
                 )
-            kvs = answer.responses[0].kvs  # type: ignore[union-attr]
+            kvs = answer_as(RangeResult, answer.responses[0]).kvs
             if not kvs:
                 self.first = True
                 return True

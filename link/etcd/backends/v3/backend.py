@@ -11,13 +11,13 @@ from ...errors import EtcdCompacted, EtcdError, EtcdSettingsError
 from ...settings import EtcdSettings
 from ..base import KeyValue, Snapshot
 from . import engine, guarded, progress
-from .engine import Call, Concurrent, Limits, Pause, Plan, Sleep
+from .engine import Call, Concurrent, Limits, Pause, Plan, R, Sleep, answer_as
 from .protocol import LeaseGrant, LeaseKeepAlive, LeaseResult, LeaseRevoke, LeaseTimeToLive
 from .transport import Transport
 from .watch import V3Watch
 
 
-def drive(plan: Plan, transport: Transport, key: str | None = None) -> Any:
+def drive(plan: Plan[R], transport: Transport, key: str | None = None) -> R:
     """Run ``plan`` to its end over ``transport``, one step at a time; its result.
 
     A step that raises an :class:`EtcdError` has it thrown into the plan (at its
@@ -40,7 +40,8 @@ def drive(plan: Plan, transport: Transport, key: str | None = None) -> Any:
             except EtcdError as exc:
                 error = exc
     except StopIteration as stop:
-        return stop.value
+        result: R = stop.value  # what the plan returned: a Plan[R] returns an R
+        return result
     except EtcdError as exc:
         if not exc.endpoints:
             exc.endpoints = transport.endpoints
@@ -103,14 +104,14 @@ class V3Backend:
     def __repr__(self) -> str:
         return f"V3Backend(transport={self.settings.transport!r}, endpoints={self.endpoints!r})"
 
-    def run(self, plan: Plan, key: str | None = None) -> Any:
+    def run(self, plan: Plan[R], key: str | None = None) -> R:
         """Run one of :mod:`.engine`'s plans; its result."""
         return drive(plan, self.transport, key)
 
     def read(self, key: str, *, keys_only: bool = False) -> Snapshot:
         """The leaf at ``key`` and every key below it, at one revision (one txn of two
         ranges; ranges pinned to its revision past ``PAGE_SIZE`` keys)."""
-        return self.run(engine.snapshot(key, keys_only=keys_only), key)  # type: ignore[no-any-return]
+        return self.run(engine.snapshot(key, keys_only=keys_only), key)
 
     def read_tree(self, key: str, revision: int = 0) -> tuple[Any, int]:
         """``(value, revision)``; :data:`~link.etcd.backends.base.ABSENT` when nothing is
@@ -119,7 +120,7 @@ class V3Backend:
         :raises EtcdCompacted: ``revision`` was compacted away.
         """
         try:
-            return self.run(engine.read_tree(key, revision), key)  # type: ignore[no-any-return]
+            return self.run(engine.read_tree(key, revision), key)
         except EtcdCompacted as exc:
             if exc.compact_revision is None:  # etcd's error does not say: find it
                 from ...history import oldest_revision
@@ -133,7 +134,7 @@ class V3Backend:
 
     def children(self, key: str) -> list[str]:
         """Direct child names of ``key``, from one ``keys_only`` read of the subtree."""
-        return self.run(engine.children(key), key)  # type: ignore[no-any-return]
+        return self.run(engine.children(key), key)
 
     def replace(self, key: str, node: Node, ancestors: Sequence[str], *, lease: int = 0) -> None:
         """See :func:`.engine.replace`."""
@@ -146,7 +147,7 @@ class V3Backend:
         """Delete ``key`` and everything below it in one txn; how many keys (-1: the
         answer came from a retry on another member that found nothing, after an
         attempt that may have deleted them; see :func:`.engine.delete`)."""
-        return self.run(engine.delete(key), key)  # type: ignore[no-any-return]
+        return self.run(engine.delete(key), key)
 
     def replace_if(
         self,
@@ -162,22 +163,22 @@ class V3Backend:
         plan = guarded.replace_if(
             key, ancestors, self.limits, decide, lease=lease, since=since, attempts=attempts
         )
-        return self.run(plan, key)  # type: ignore[no-any-return]
+        return self.run(plan, key)
 
     def replace_many(self, entries: Sequence[tuple[str, Node, Sequence[str]]]) -> int:
         """See :func:`.guarded.replace_many`: the revision of the write."""
-        return self.run(guarded.replace_many(entries, self.limits))  # type: ignore[no-any-return]
+        return self.run(guarded.replace_many(entries, self.limits))
 
     def append(self, key: str, node: Node, ancestors: Sequence[str], *, lease: int = 0) -> str:
         """See :func:`.guarded.append`: the new item's position segment."""
         plan = guarded.append(key, node, ancestors, self.limits, lease=lease)
-        return self.run(plan, key)  # type: ignore[no-any-return]
+        return self.run(plan, key)
 
     # -- leases (etcd's Lease service) ----------------------------------------
 
     def lease_grant(self, ttl: int) -> LeaseResult:
         """``Lease/LeaseGrant``: a new lease of ``ttl`` seconds; its ``id`` and granted ``ttl``."""
-        return self.transport.call(LeaseGrant(ttl))  # type: ignore[return-value]
+        return answer_as(LeaseResult, self.transport.call(LeaseGrant(ttl)))
 
     def lease_revoke(self, lease_id: int) -> None:
         """``Lease/LeaseRevoke``: end the lease and delete every key attached to it.
@@ -189,12 +190,12 @@ class V3Backend:
     def lease_keepalive(self, lease_id: int) -> int:
         """``Lease/LeaseKeepAlive``: one refresh; the new TTL in seconds (``<= 0``: the
         lease is gone)."""
-        return self.transport.call(LeaseKeepAlive(lease_id)).ttl  # type: ignore[union-attr]
+        return answer_as(LeaseResult, self.transport.call(LeaseKeepAlive(lease_id))).ttl
 
     def lease_time_to_live(self, lease_id: int, *, keys: bool = False) -> LeaseResult:
         """``Lease/LeaseTimeToLive``: seconds left (``ttl``, -1 when gone), the granted
         TTL and, with ``keys``, the keys attached (bytes)."""
-        return self.transport.call(LeaseTimeToLive(lease_id, keys))  # type: ignore[return-value]
+        return answer_as(LeaseResult, self.transport.call(LeaseTimeToLive(lease_id, keys)))
 
     def watch(self, key: str, start_revision: int | None = None) -> V3Watch:
         """Watch ``key`` and every key below it (one stream per call)."""

@@ -82,9 +82,9 @@ cover reads the range below it only.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, TypeVar, cast
 
 from ... import codec
 from ...codec import Node, iter_flatten
@@ -180,8 +180,11 @@ class Limits:
 
 
 Step: TypeAlias = "Request | Concurrent | Sleep | Call | Pause"
-#: A plan returning ``T``.
-Plan: TypeAlias = Generator[Step, Any, Any]
+R = TypeVar("R")
+#: A plan returning ``R`` (``Plan[Snapshot]``): it yields steps and is sent their
+#: answers (typed ``Any``: each step has its own answer type, which the plan
+#: annotates where it receives it).
+Plan: TypeAlias = Generator[Step, Any, R]
 
 #: One change of a write: ``(key, value)`` to put, ``(key, None)`` to delete; the key
 #: as etcd's bytes (encoded once, by :func:`diff`).
@@ -198,7 +201,7 @@ def snapshot(
     singles: Sequence[str] | None = None,
     pairs: bool = False,
     revision: int = 0,
-) -> Plan:
+) -> Plan[Snapshot]:
     """Plan: the leaf at ``key`` and every key below it, at one revision.
 
     One txn of a range per key of ``singles`` (default: ``key`` itself) and a
@@ -231,10 +234,10 @@ def read_txn(
 
 def paged(
     answer: TxnResult, key: str, *, keys_only: bool = False, pairs: bool = False, revision: int = 0
-) -> Plan:
+) -> Plan[Snapshot]:
     """Plan: the :class:`Snapshot` of a :func:`read_txn` answer, with the pages of
     the range below ``key`` past the first, read at the answer's revision."""
-    ranges: list[RangeResult] = answer.responses  # type: ignore[assignment]
+    ranges = ranges_of(answer)
     items: list[Any] = [item for r in ranges for item in _items(r, pairs)]
     more = ranges[-1].more
     end = below(key)[1]
@@ -252,7 +255,37 @@ def _items(answer: RangeResult, pairs: bool) -> list[Any]:
     return answer.pairs() if pairs else answer.kvs
 
 
-def read_tree(key: str, revision: int = 0) -> Plan:
+def pairs_of(read: Snapshot) -> list[tuple[str, bytes]]:
+    """The items of a :func:`snapshot` read with ``pairs=True`` (or of
+    :func:`read_value`), which are ``(key, value)`` tuples, not the
+    :class:`KeyValue` s :class:`Snapshot` is typed with (a cast: no check per item)."""
+    return cast("list[tuple[str, bytes]]", read.items)
+
+
+A = TypeVar("A")
+
+
+def answer_as(kind: type[A], answer: object) -> A:
+    """``answer`` (a transport's answer to one request, or one op's answer in a
+    txn) as the ``kind`` that request is answered with (a :class:`Range`: a
+    :class:`RangeResult`; a :class:`Txn`: a :class:`TxnResult`; a lease request:
+    a :class:`~.protocol.LeaseResult`).  For answers outside the read hot path.
+
+    :raises TypeError: it is another kind (a transport's bug).
+    """
+    if not isinstance(answer, kind):
+        raise TypeError(f"expected a {kind.__name__} answer, got {type(answer).__name__}")
+    return answer
+
+
+def ranges_of(answer: TxnResult) -> list[RangeResult]:
+    """The answers of a txn whose operations are all :class:`Range` s (what the read
+    txns of the plans send): etcd answers each op with its own kind, in order, so
+    they are all :class:`RangeResult` s (a cast: no check per answer)."""
+    return cast("list[RangeResult]", answer.responses)
+
+
+def read_tree(key: str, revision: int = 0) -> Plan[tuple[Any, int]]:
     """Plan: ``(value, revision)`` of ``key`` (:data:`ABSENT` when nothing is stored),
     decoded by :func:`link.etcd.codec.decode`; one request below :data:`PAGE_SIZE` keys
     (see :func:`read_value`).
@@ -272,7 +305,7 @@ def read_tree(key: str, revision: int = 0) -> Plan:
         return codec.decode(read.items, key), revision or read.revision
 
 
-def read_value(key: str, revision: int = 0) -> Plan:
+def read_value(key: str, revision: int = 0) -> Plan[Snapshot]:
     """Plan: the ``(key, value)`` pairs of the leaf at ``key`` and of every key below
     it, at one revision: a :class:`Snapshot` (``key`` must not be the root).
 
@@ -326,7 +359,7 @@ def _without_siblings(items: list[tuple[str, bytes]], key: str) -> list[tuple[st
     return items[:skip] + items[stop:]
 
 
-def exists(key: str) -> Plan:
+def exists(key: str) -> Plan[bool]:
     """Plan: True when ``key`` is a leaf or has keys below it (one txn of
     ``count_only`` ranges; below only, for a role that does not cover ``key``)."""
 
@@ -340,7 +373,7 @@ def exists(key: str) -> Plan:
     return any(r.count for r in answer.responses if isinstance(r, RangeResult))
 
 
-def children(key: str) -> Plan:
+def children(key: str) -> Plan[list[str]]:
     """Plan: the sorted names of the direct children of ``key`` (one ``keys_only`` read
     of the range below ``key``)."""
     base = key + SEP
@@ -352,7 +385,7 @@ def children(key: str) -> Plan:
 # -- delete -------------------------------------------------------------------
 
 
-def delete(key: str) -> Plan:
+def delete(key: str) -> Plan[int]:
     """Plan: delete ``key`` and everything below it in one txn; returns how many keys,
     or :data:`DELETED_BEFORE_RETRY` (-1) when the answer came from a retry on another
     member that deleted nothing (the first attempt may have: nothing is stored now).
@@ -382,7 +415,7 @@ def checkable(
     build: Callable[[list[str]], Request],
     singles: Sequence[str],
     uncovered: set[str] | None = None,
-) -> Plan:
+) -> Plan[tuple[Any, list[str]]]:
     """Plan: send ``build(checked)`` for ``checked`` = ``singles`` (keys whose own
     leaf the request reads, compares or deletes: a path's ancestors, the path
     itself), leaving out the shallowest of them, one depth at a time, while etcd
@@ -416,7 +449,7 @@ def checkable(
         return answer, checked
 
 
-def applied_before(changes: Sequence[Change], lease: int, since: int, at: int) -> Plan:
+def applied_before(changes: Sequence[Change], lease: int, since: int, at: int) -> Plan[int]:
     """Plan, after a ``retried`` txn of ``changes`` whose compares failed: the revision
     at which an earlier attempt of that txn was applied, or 0 when it was not.
 
@@ -452,7 +485,7 @@ def replace(
     *,
     lease: int = 0,
     uncovered: set[str] | None = None,
-) -> Plan:
+) -> Plan[None]:
     """Plan: make ``key`` hold exactly ``node`` and delete any leaf at ``ancestors``.
 
     :param lease: the lease every key of ``node`` is attached to (0: none); a key
@@ -510,10 +543,12 @@ def _op(change: Change, lease: int = 0) -> Op:
     return DeleteRange(key) if value is None else Put(key, value, lease)
 
 
-def diff(current: dict[str, bytes], leaves: dict[str, bytes]) -> list[Change]:
+def diff(current: Mapping[str, bytes | None], leaves: dict[str, bytes]) -> list[Change]:
     """The changes that turn ``current`` into ``leaves``, sorted as etcd sorts keys (by
     their bytes: a key that is not UTF-8 sorts apart from its ``str``): puts of new
-    or changed values, deletes of keys ``leaves`` does not have."""
+    or changed values, deletes of keys ``leaves`` does not have.  A ``None`` value
+    in ``current`` (a key that must be written again whatever it holds) differs
+    from every value of ``leaves``."""
     changes: list[Change] = [(encode_key(k), v) for k, v in leaves.items() if current.get(k) != v]
     changes += [(encode_key(k), None) for k in current if k not in leaves]
     changes.sort()  # keys are unique: the values are never compared
@@ -557,7 +592,7 @@ def _replace_once(
     limits: Limits,
     lease: int,
     uncovered: set[str] | None = None,
-) -> Plan:
+) -> Plan[bool]:
     """One attempt: returns True when written, False when a compare failed."""
     answer: TxnResult
     answer, singles = yield from checkable(
@@ -568,7 +603,7 @@ def _replace_once(
     current = {kv.key: (kv.value if kv.lease == lease else None) for kv in read.items}
     if len(current) > PAUSE_AFTER:
         yield PAUSE
-    changes = diff(current, leaves)  # type: ignore[arg-type]
+    changes = diff(current, leaves)
     if not changes:
         return True
     if len(changes) > PAUSE_AFTER:
@@ -623,7 +658,7 @@ def _applied(key: str, answers: list[TxnResult | EtcdError]) -> set[int] | None:
     return None if conflict else written
 
 
-def _verify(key: str, leaves: dict[str, bytes], revision: int, written: set[int]) -> Plan:
+def _verify(key: str, leaves: dict[str, bytes], revision: int, written: set[int]) -> Plan[bool]:
     """After a write of several txns: one ``keys_only`` read shows exactly our keys,
     each last changed by one of our txns or left as it was at ``revision`` (where
     it already held our value).  Anything else means another writer got in

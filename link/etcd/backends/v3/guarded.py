@@ -37,6 +37,7 @@ from .engine import (
     batches,
     checkable,
     diff,
+    ranges_of,
 )
 from .protocol import (
     CREATE,
@@ -46,7 +47,6 @@ from .protocol import (
     Compare,
     Op,
     Range,
-    RangeResult,
     Txn,
     TxnResult,
     unchanged_since,
@@ -185,7 +185,7 @@ def replace_if(
     since: int | None = None,
     attempts: int = GUARDED_ATTEMPTS,
     held: Held | None = None,
-) -> Plan:
+) -> Plan[tuple[bool, int]]:
     """Plan: read the tree at ``key``, write what ``decide`` says, in one guarded txn.
 
     :param decide: called (through a :class:`Call` step) with the tree's stored
@@ -219,7 +219,7 @@ def replace_if(
         )
         if held is not None and not answer.succeeded:
             raise held.lost()
-        ranges: list[RangeResult] = answer.responses  # type: ignore[assignment]
+        ranges = ranges_of(answer)
         if any(r.more for r in ranges):
             raise _too_large(key)
         count = len(singles) + 1
@@ -234,7 +234,7 @@ def replace_if(
             return False, answer.revision
         leaves = dict(codec.iter_flatten(node, key))
         check_leaf_sizes(leaves.items(), limits.max_request_bytes)
-        changes = diff(_current(items, lease), leaves)  # type: ignore[arg-type]
+        changes = diff(_current(items, lease), leaves)
         if not changes:
             return True, answer.revision
         compares = _guard(singles, key, answer.revision) + holding
@@ -253,7 +253,7 @@ def replace_if(
     )
 
 
-def replace_many(entries: Sequence[tuple[str, Node, Sequence[str]]], limits: Limits) -> Plan:
+def replace_many(entries: Sequence[tuple[str, Node, Sequence[str]]], limits: Limits) -> Plan[int]:
     """Plan: store each ``(key, node, ancestors)`` of ``entries`` in one txn guarded
     by one read of every subtree (``update`` of several paths).  No key may be
     another's ancestor (the caller writes those one by one).
@@ -286,11 +286,11 @@ def replace_many(entries: Sequence[tuple[str, Node, Sequence[str]]], limits: Lim
             ),
             singles,
         )
-        ranges: list[RangeResult] = answer.responses  # type: ignore[assignment]
+        ranges = ranges_of(answer)
         if any(r.more for r in ranges):
             raise _too_large(keys[0])
         items = [kv for r in ranges for kv in r.kvs]
-        changes = diff(_current(items, 0), leaves)  # type: ignore[arg-type]
+        changes = diff(_current(items, 0), leaves)
         if not changes:
             return answer.revision
         compares = [unchanged_since(answer.revision, encode_key(s)) for s in singles]
@@ -312,7 +312,7 @@ def replace_many(entries: Sequence[tuple[str, Node, Sequence[str]]], limits: Lim
 
 def append(
     key: str, node: Node, ancestors: Sequence[str], limits: Limits, *, lease: int = 0
-) -> Plan:
+) -> Plan[str]:
     """Plan: store ``node`` as the new last item of the list at ``key``.
 
     One read finds the last position (a ``keys_only`` range of the list, sorted
@@ -339,7 +339,7 @@ def append(
             ),
             singles,
         )
-        ranges: list[RangeResult] = answer.responses  # type: ignore[assignment]
+        ranges = ranges_of(answer)
         own = [kv for r in ranges[:-1] for kv in r.kvs if kv.key == key]
         if own and own[0].value != codec.EMPTY_LIST:
             held = "a dict" if own[0].value == codec.EMPTY_DICT else "a leaf"
