@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from b3j0f.conf import Configurable, Parameter, category
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from link.etcd import EtcdMiddleware
@@ -32,6 +31,7 @@ from link.etcd.pydantic_source import EtcdSettingsSource
 from link.etcd.testing import EtcdServer
 
 from .apis import APIS, connection
+from .test_config_live import configurable_class
 
 WAIT = 20.0
 #: The service's seconds between reads while etcd is unreachable (the default is
@@ -332,15 +332,7 @@ def test_b3j0f_driver_is_stale_while_etcd_is_down_after_start(
     driver = EtcdConfDriver(layers=LAYERS, **settings)
     driver.client["/config/defaults/svc/app.conf"] = {"DB": {"host": "a", "port": 1}}
 
-    @Configurable(
-        paths="svc/app.conf",
-        conf=category("DB", Parameter(name="host", ptype=str), Parameter(name="port", ptype=int)),
-        drivers=[driver],
-    )
-    class Service:
-        pass
-
-    service: Any = Service()
+    service: Any = configurable_class(driver)()
     changes: queue.Queue[list[str]] = queue.Queue()
     caplog.set_level(logging.INFO, logger=LOGGER)
     (live,) = driver.reconfigure_on_change(
