@@ -263,6 +263,17 @@ async def _until(condition: Any) -> None:
             await asyncio.sleep(0.05)
 
 
+async def _ended(task: asyncio.Task[Any]) -> None:
+    """Wait for a cancelled ``task`` to end, within :data:`WAIT` (the calls it made
+    carry ``read_timeout`` deadlines): a failure showing where it waits, not a hang."""
+    done, _ = await asyncio.wait({task}, timeout=WAIT)
+    if not done:
+        task.print_stack()
+        pytest.fail(f"a cancelled task did not end within {WAIT} s: {task!r}")
+    if not task.cancelled():
+        task.exception()  # retrieved: the call may have ended before the cancellation
+
+
 async def _settled(tasks: set[Any]) -> None:
     """No task but ``tasks`` is left, after the loop ran what was scheduled (a
     cancelled gRPC call's status arrives a loop iteration later)."""
@@ -319,7 +330,7 @@ async def test_a_cancelled_one_txn_write_leaves_the_old_or_the_new_tree(
         task = asyncio.create_task(client.set("/t", new))
         await asyncio.sleep(random.uniform(0, 0.003))
         task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await _ended(task)
         value = await client.get("/t")
         assert value in (old, new), attempt
     await _settled(tasks)
@@ -336,7 +347,7 @@ async def test_a_cancelled_multi_txn_write_stops_and_a_new_write_repairs_it(
         task = asyncio.create_task(aclient.set("/t", {f"k{i:03d}": "new" for i in range(400)}))
         await asyncio.sleep(0.02)  # in the middle of its 50 txns
         task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await _ended(task)
         await _settled(tasks)  # no request left in flight
         mixed = await aclient.get("/t")
         assert set(mixed.values()) <= {"old", "new"}

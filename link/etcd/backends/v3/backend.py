@@ -71,10 +71,10 @@ def open_transport(settings: EtcdSettings) -> Transport:
     if settings.transport == "gateway":
         from .gateway import GatewayTransport
 
-        return GatewayTransport(settings)  # type: ignore[return-value]
+        return GatewayTransport(settings)
     from .grpc import GrpcTransport
 
-    return GrpcTransport(settings)  # type: ignore[return-value]
+    return GrpcTransport(settings)
 
 
 class V3Backend:

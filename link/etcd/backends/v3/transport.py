@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from ...errors import EtcdConnectionFailed, EtcdError, EtcdTimeout
 from ...settings import EtcdSettings
@@ -160,7 +160,7 @@ class Transport(Protocol):
     """A synchronous carrier of v3 requests to one cluster.  Thread-safe."""
 
     endpoints: tuple[str, ...]
-    failover: Failover[object]
+    failover: Failover[Any]
 
     def call(self, request: Request, key: str | None = None) -> Result:
         """Send one request (failing over between endpoints) and return its answer.
