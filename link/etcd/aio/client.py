@@ -65,6 +65,9 @@ class AsyncEtcdMiddleware:
         self._transport: AsyncTransport | None = None
         self._watches: set[AsyncWatch[Any]] = set()
         self._leases: set[AsyncLease] = set()
+        #: keys the user's role was found not to cover (see
+        #: :func:`link.etcd.backends.v3.engine.checkable`), as the sync client keeps them
+        self.uncovered: set[str] = set()
 
     @classmethod
     def from_uri(cls, uri: str, **overrides: Any) -> AsyncEtcdMiddleware:
@@ -185,7 +188,9 @@ class AsyncEtcdMiddleware:
         lease_id = await self._lease_id(path, ttl, lease)
         plan: Plan[object]  # the result is not used
         if if_revision is None:
-            plan = engine.replace(key, node, ancestors, self.limits, lease=lease_id)
+            plan = engine.replace(
+                key, node, ancestors, self.limits, lease=lease_id, uncovered=self.uncovered
+            )
         else:
             plan = guarded.replace_if(
                 key, ancestors, self.limits, lambda items: node, lease=lease_id, since=if_revision
