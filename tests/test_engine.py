@@ -1215,3 +1215,11 @@ def test_uncovered_keys_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> Non
     plan.throw(EtcdPermissionDenied("permission denied"))
     finish(plan, TxnResult(5, True, []))
     assert uncovered == {"/x"}
+
+
+def test_answer_as_checks_the_kind_of_an_answer() -> None:
+    """A transport that answers a request with another kind is a bug: say which."""
+    answer = RangeResult(7, [])
+    assert engine.answer_as(RangeResult, answer) is answer
+    with pytest.raises(TypeError, match="expected a TxnResult answer, got RangeResult"):
+        engine.answer_as(TxnResult, answer)
