@@ -774,6 +774,13 @@ def test_past_revisions_need_v3(v3conn: list[str], etcd_server: Any, etcd_prefix
 # -- watch ------------------------------------------------------------------------
 
 
+def _interruptible() -> None:
+    """In the child before it runs Python: Ctrl-C's default action.  A run started
+    in the background by a shell without job control (``cmd &`` in a script, as CI
+    may) ignores SIGINT, and Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("api", APIS)
 def test_watch_prints_a_json_line_per_change_until_interrupted(
     conn: list[str], etcd_server: Any, etcd_prefix: str, api: str
@@ -783,6 +790,7 @@ def test_watch_prints_a_json_line_per_change_until_interrupted(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_interruptible,
     )
     lines: list[dict[str, Any]] = []
 
