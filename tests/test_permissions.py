@@ -10,6 +10,9 @@ cover and still check the ones it does.
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -242,3 +245,63 @@ async def test_async_client_below_the_grant(
         assert await aclient.contains("/app/ok") is False
         with pytest.raises(EtcdPermissionDenied):
             await aclient.set("/other", 1)
+        async with aclient.watch("/app") as events:  # narrowed to the keys below /app
+
+            async def first() -> Any:
+                async for event in events:
+                    return event
+                return None
+
+            reader = asyncio.ensure_future(first())
+            for _ in range(50):  # until the stream is open and reports: at most 10 s
+                await aclient.set("/app/w", 1)
+                done, _ = await asyncio.wait({reader}, timeout=0.2)
+                if done:
+                    break
+            else:
+                reader.cancel()
+                pytest.fail("the async watch on /app reported nothing")
+        event = reader.result()
+        assert event is not None
+        assert event.path.startswith("/app/"), event
+    # grpc.aio delivers the completions of the calls a channel close cancelled a little
+    # later, through its process-wide poller; let them reach this loop before it
+    # closes, or the next test's loop gets them ("Event loop is closed")
+    await asyncio.sleep(0.2)
+
+
+def test_a_watch_on_the_granted_directory_reports_the_changes_below(
+    app: EtcdMiddleware, root: EtcdMiddleware
+) -> None:
+    """etcd refuses a watch on the range of ``/app`` (its own key, and siblings such as
+    ``/app-x``) to a role granted ``/app/`` only; the watch narrows to the keys below
+    ``/app`` and reports their changes (sync and async share this logic)."""
+    watch = app.watch("/app")
+    seen: list[tuple[str, str]] = []
+    failed: list[BaseException] = []
+
+    def follow() -> None:
+        try:
+            for event in watch:
+                seen.append((event.path, event.type))
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            failed.append(exc)
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not seen and not failed and time.monotonic() < deadline:
+            app["/app/ping"] = 1  # until the (narrowed) stream is open
+            time.sleep(0.2)
+        root["/app-x"] = "a sibling: not below /app"
+        app["/app/cfg"] = {"a": 1}
+        while ("/app/cfg/a", "PUT") not in seen and not failed and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        watch.cancel()
+        reader.join(5)
+    assert not failed, failed
+    assert ("/app/cfg/a", "PUT") in seen
+    assert all(path.startswith("/app/") for path, _ in seen), seen
+    del root["/app-x"]

@@ -21,8 +21,8 @@ from ..backends.base import Event
 from ..backends.v3.protocol import Range
 from ..backends.v3.transport import Unreachable
 from ..backends.v3.watch import V3Watch
-from ..errors import EtcdAuthError, EtcdCompacted, EtcdError
-from ..paths import SEP, encode_key
+from ..errors import EtcdAuthError, EtcdCompacted, EtcdError, EtcdPermissionDenied
+from ..paths import SEP, below, encode_key
 from .driver import AsyncTransport, AsyncWatchStream
 
 T = TypeVar("T")
@@ -108,10 +108,17 @@ class AsyncV3Watch(V3Watch):
     async def pin(self) -> None:
         """Watching "from now on": fix now as the start (one ``count_only`` range for
         the store's revision), so that the changes made before the stream is
-        opened are reported too."""
+        opened are reported too.  A role granted only the keys below the watched key
+        counts those instead."""
         if self._next_revision is None:
             key = encode_key(self._key) if self._key else SEP.encode()
-            answer = await self._async_transport.call(Range(key, count_only=True), self._key)
+            call = self._async_transport.call
+            try:
+                answer = await call(Range(key, count_only=True), self._key)
+            except EtcdPermissionDenied:
+                if not self._key:
+                    raise
+                answer = await call(Range(*below(self._key), count_only=True), self._key)
             self._next_revision = answer.revision + 1
 
     async def events(self) -> AsyncGenerator[Event, None]:
@@ -135,7 +142,7 @@ class AsyncV3Watch(V3Watch):
                 self._refused(exc)
                 reason = f"refused, authenticating again: {exc}"
             if not self._cancelled.is_set():
-                await asyncio.sleep(self._failed(reason))
+                await asyncio.sleep(self._pause(reason))
 
     async def _follow_stream(self) -> AsyncGenerator[Event, None]:
         stream = await self._async_transport.open_watch(self._create(), self._key)

@@ -20,6 +20,14 @@ pause doubling up to :data:`MAX_RETRY_SECONDS`, each failure logged (at
 WARNING, then less and less often).  A stream refused for its token (expired,
 or forgotten by a restarted member) is opened again with a new one; refused
 again with the new token, the iteration raises.
+
+A watch on ``key`` covers the key itself and every key starting with it (etcd
+checks one permission for the whole range).  A role granted only the keys below
+it (etcdctl's ``grant-permission --prefix=true role read /app/``) is refused
+that range ("permission denied", also etcd's answer to a token it forgot, so a
+new token is tried first): refused with the new token, the watch narrows, once
+and at once, to the keys below ``key`` (``[key + '/', ...)``) and goes on (the
+role could not read the key's own leaf anyway); refused there too, it raises.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import threading
 from collections.abc import Iterator
 
 from ...errors import EtcdAuthError, EtcdCompacted, EtcdError, EtcdPermissionDenied
-from ...paths import SEP, encode_key, range_end
+from ...paths import SEP, below, encode_key, range_end
 from ..base import Event
 from .protocol import WatchCreate, WatchResult
 from .transport import Transport, Unreachable, WatchStream
@@ -87,6 +95,10 @@ class V3Watch:
         self._cancelled = threading.Event()
         self._refused_for_token = False
         self._failures = 0
+        #: the role is not granted the key's own range: watch the keys below it only
+        self._below_only = False
+        #: just narrowed to the keys below: open again at once, not a failure
+        self._narrowed = False
 
     def cancel(self) -> None:
         """Stop the watch; a blocked iteration ends."""
@@ -112,8 +124,16 @@ class V3Watch:
                 raise
             if self._cancelled.is_set():
                 return
-            delay = self._failed(reason)
-            self._cancelled.wait(delay)
+            self._cancelled.wait(self._pause(reason))
+
+    def _pause(self, reason: str) -> float:
+        """Seconds to wait before the stream is opened again: none right after the
+        watch narrowed to the keys below (see :meth:`_canceled`), else
+        :meth:`_failed`'s."""
+        if self._narrowed:
+            self._narrowed = False
+            return 0.0
+        return self._failed(reason)
 
     def _failed(self, reason: str) -> float:
         """Count a failed stream, log it; the seconds to wait before the next."""
@@ -130,8 +150,12 @@ class V3Watch:
         self._refused_for_token = True
 
     def _create(self) -> WatchCreate:
-        watch_key = encode_key(self._key) if self._key else SEP.encode()
-        return WatchCreate(watch_key, range_end(watch_key), self._next_revision or 0, prev_kv=True)
+        if self._below_only:
+            start, end = below(self._key)
+        else:
+            start = encode_key(self._key) if self._key else SEP.encode()
+            end = range_end(start)
+        return WatchCreate(start, end, self._next_revision or 0, prev_kv=True)
 
     def _follow(self) -> Iterator[Event]:
         stream = self._transport.open_watch(self._create(), self._key)
@@ -160,7 +184,8 @@ class V3Watch:
 
     def _canceled(self, answer: WatchResult, stream: object) -> None:
         """etcd ended the watch: the start revision was compacted (raise
-        :class:`EtcdCompacted`), or the stream was refused, typically for an
+        :class:`EtcdCompacted`); the role may not read the key's whole range (narrow
+        to the keys below it, once); or the stream was refused, typically for an
         expired or forgotten token (a new one is used next; raise when it was new).
         """
         if answer.compact_revision:
@@ -171,12 +196,19 @@ class V3Watch:
                 endpoints=self._transport.endpoints,
                 key=self._key,
             )
+        reason = answer.cancel_reason or "canceled"
+        denied = "permission denied" in reason
+        if self._refused_for_token and denied and self._key and not self._below_only:
+            # refused with a new token too (a stale token is refused the same way)
+            _log.info("watch on %r: the role may read only below it; watching below", self._key)
+            self._below_only = self._narrowed = True  # refused again: raise
+            self._failures = 0
+            return
         forget = getattr(stream, "forget_token", None)
         if forget is not None:
             forget()
-        reason = answer.cancel_reason or "canceled"
         if self._refused_for_token:
-            error = EtcdPermissionDenied if "permission denied" in reason else EtcdError
+            error = EtcdPermissionDenied if denied else EtcdError
             raise error(
                 f"etcd refused the watch: {reason}",
                 endpoints=self._transport.endpoints,
