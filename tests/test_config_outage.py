@@ -31,6 +31,7 @@ from link.etcd.pydantic_source import EtcdSettingsSource
 from link.etcd.testing import EtcdServer
 
 from .apis import APIS, connection
+from .test_config_cache import LAYERS, settings_class
 from .test_config_live import configurable_class
 
 WAIT = 20.0
@@ -247,23 +248,6 @@ def messages(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRec
     return [r for r in caplog.records if r.name == LOGGER and text in r.getMessage()]
 
 
-def settings_class(settings: dict[str, Any]) -> type[BaseSettings]:
-    class ServiceSettings(BaseSettings):
-        port: int = 8080
-        host: str = "localhost"
-
-        @classmethod
-        def settings_customise_sources(
-            cls, settings_cls: type[BaseSettings], *s: Any, **k: Any
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            return (EtcdSettingsSource(settings_cls, LAYERS, **settings),)
-
-    return ServiceSettings
-
-
-LAYERS = ["/config/defaults", "/config/prod"]
-
-
 @pytest.mark.parametrize("api", APIS)
 def test_settings_are_stale_while_etcd_is_down_after_start(
     server: EtcdServer, api: str, caplog: pytest.LogCaptureFixture
@@ -276,7 +260,7 @@ def test_settings_are_stale_while_etcd_is_down_after_start(
     changes: queue.Queue[tuple[Any, list[str]]] = queue.Queue()
     with EtcdMiddleware(**settings) as writer:
         writer["/config/defaults"] = {"port": 1, "host": "h"}
-        source = EtcdSettingsSource(settings_class(settings), LAYERS, **settings)
+        source = EtcdSettingsSource(settings_class(**settings), LAYERS, **settings)
         caplog.set_level(logging.INFO, logger=LOGGER)
         live = source.watch(
             lambda old, new, changed: changes.put((new, changed)),
@@ -365,7 +349,7 @@ def test_stop_while_etcd_is_down(server: EtcdServer) -> None:
     settings: dict[str, Any] = {"endpoints": [server.endpoint], "read_timeout": 1}
     with EtcdMiddleware(**settings) as writer:
         writer["/config/defaults"] = {"port": 1}
-    source = EtcdSettingsSource(settings_class(settings), LAYERS, **settings)
+    source = EtcdSettingsSource(settings_class(**settings), LAYERS, **settings)
     live = source.watch(retry_seconds=RETRY, check_seconds=CHECK)
     try:
         server.kill()
