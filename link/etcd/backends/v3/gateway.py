@@ -27,7 +27,7 @@ from ...errors import EtcdAuthError, EtcdError
 from ...settings import EtcdSettings
 from ..base import WATCH_IDLE_SECONDS
 from . import protocol as v3
-from .transport import Failover, Unreachable
+from .transport import Failover, Unreachable, unreachable
 
 
 def _b64(data: bytes) -> str:
@@ -391,9 +391,10 @@ def _refusal(response: Any) -> _Refused | Unreachable:
     code = detail.get("code")
     if response.status_code in (502, 503):
         return Unreachable(f"HTTP {response.status_code}: {message}")
-    timed_out = v3.retry_elsewhere(code if isinstance(code, int) else v3.UNKNOWN, message)
-    if timed_out is not None:
-        return Unreachable(f"HTTP {response.status_code}: {message}", timed_out=timed_out)
+    known = code if isinstance(code, int) else v3.UNKNOWN
+    elsewhere = unreachable(known, f"HTTP {response.status_code}: {message}")
+    if elsewhere is not None:
+        return elsewhere
     if not isinstance(code, int):
         code = v3.UNAUTHENTICATED if response.status_code == 401 else v3.UNKNOWN
     return _Refused(code, message)
