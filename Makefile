@@ -15,12 +15,17 @@ EXTRAS ?= test,pydantic,b3j0f,dev,docs
 PROTOBUF_OLDEST ?= 4.21.12
 OLD := .venv-protobuf-oldest
 OLD_STAMP := $(OLD)/.installed
+# link/etcd/decoding.py is compiled by mypyc at install (setup.py); the venvs here
+# must run the compiled module (=1: the install fails rather than fall back to
+# pure Python), and are reinstalled when it changes (else the old build runs)
+export LINK_ETCD_COMPILE := 1
+COMPILED_SOURCES := link/etcd/decoding.py
 
 .PHONY: venv demo test docs test-protobuf-oldest test-faults test-faults-etcd34 test-pythons b3j0f-suite lint check bench clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py _link_etcd_hook.py link_etcd_b3j0f.pth
+$(STAMP): pyproject.toml setup.py _link_etcd_hook.py link_etcd_b3j0f.pth $(COMPILED_SOURCES)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
@@ -30,11 +35,12 @@ demo: $(STAMP)
 	$(BIN)/python -m link.etcd.demo
 
 test: $(STAMP) $(OLD_STAMP)
+	$(BIN)/python -c "from link.etcd import decoding as d; assert d.COMPILED, 'decoding.py runs uncompiled'"
 	$(BIN)/python tools/run_b3j0f_suite.py
 	$(BIN)/python -m pytest
 	$(MAKE) --no-print-directory test-protobuf-oldest
 
-$(OLD_STAMP): pyproject.toml setup.py
+$(OLD_STAMP): pyproject.toml setup.py $(COMPILED_SOURCES)
 	$(PYTHON) -m venv $(OLD)
 	$(OLD)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(OLD)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]' 'protobuf==$(PROTOBUF_OLDEST)'
@@ -94,7 +100,8 @@ test-pythons:
 		if [ -z "$$py" ]; then echo "test-pythons: no working python$$v, skipped"; continue; fi; \
 		venv=.venv-py$$v; \
 		if [ ! -f $$venv/.installed ] || [ pyproject.toml -nt $$venv/.installed ] \
-				|| [ setup.py -nt $$venv/.installed ]; then \
+				|| [ setup.py -nt $$venv/.installed ] \
+				|| [ $(COMPILED_SOURCES) -nt $$venv/.installed ]; then \
 			$$py -m venv $$venv; \
 			$$venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip; \
 			$$venv/bin/python -m pip install --quiet --disable-pip-version-check \
@@ -129,3 +136,4 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(OLD) .venv-py3.* build *.egg-info .pytest_cache .hypothesis .mypy_cache .ruff_cache
+	rm -f link/etcd/*.so

@@ -1,6 +1,17 @@
-"""Build shim: everything is declared in pyproject.toml but one thing.
+"""Build shim: everything is declared in pyproject.toml but two things.
 
-It adds link.etcd's start-up hook to the root of the wheel, beside the
+1. The read path's hot loop, ``link/etcd/decoding.py``, is compiled with mypyc
+   (from mypy, a build requirement) into a C extension that Python imports in
+   place of the file; :data:`link.etcd.decoding.COMPILED` tells which runs.
+   ``LINK_ETCD_COMPILE`` chooses: ``auto`` (the default) compiles when it can
+   and otherwise builds pure Python with a warning (no C compiler, not CPython);
+   ``1`` compiles or fails the build (the Makefile's venvs, so that CI measures
+   and tests the compiled module); ``0`` never compiles.  Editable installs
+   build the extension in the source tree (``link/etcd/*.so``, ignored by git):
+   after editing ``decoding.py``, reinstall (``make venv`` does when it changed)
+   or the old compiled module keeps running (``tests/test_decoding.py`` says so).
+
+2. It adds link.etcd's start-up hook to the root of the wheel, beside the
 ``link`` package, so that pip installs it into site-packages:
 
 * ``link_etcd_b3j0f.pth``: one line, ``import _link_etcd_hook``, run by
@@ -26,14 +37,68 @@ before importing b3j0f.
 from __future__ import annotations
 
 import os
+import platform
 import shutil
+import sys
+from typing import Any
 
 from setuptools import setup
+from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
 from setuptools.command.editable_wheel import editable_wheel
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HOOK_FILES = ("link_etcd_b3j0f.pth", "_link_etcd_hook.py")
+#: Modules compiled with mypyc (paths from the repository root).
+COMPILED = ("link/etcd/decoding.py",)
+#: ``auto``, ``1`` or ``0`` (see the module docstring).
+COMPILE = os.environ.get("LINK_ETCD_COMPILE", "auto")
+
+
+def _warn(message: str) -> None:
+    print(f"link.etcd: {message}; installing pure Python (slower reads)", file=sys.stderr)
+
+
+def compiled_extensions() -> list[Any]:
+    """The extensions mypyc makes of :data:`COMPILED`, or none (see :data:`COMPILE`)."""
+    if COMPILE == "0":
+        return []
+    try:
+        implementation = platform.python_implementation()
+        if implementation != "CPython":
+            raise RuntimeError(f"mypyc compiles for CPython, not {implementation}")
+        from mypyc.build import mypycify  # a build requirement, for this only
+
+        # the modules they import are type-checked by make lint, not here, where
+        # link.etcd's dependencies may be missing
+        flags = ["--follow-imports=silent"]
+        return list(mypycify([*flags, *COMPILED], only_compile_paths=COMPILED, opt_level="3"))
+    except (Exception, SystemExit) as exc:  # mypyc exits on a type error
+        if COMPILE == "1":
+            raise
+        _warn(f"cannot compile {', '.join(COMPILED)} ({exc!r})")
+        return []
+
+
+class build_ext_optional(build_ext):  # type: ignore[misc]  # setuptools ships no types; distutils naming
+    """``build_ext`` that, unless ``LINK_ETCD_COMPILE=1``, leaves the pure Python
+    modules in place when the C compiler fails."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:
+            if COMPILE == "1":
+                raise
+            _warn(f"the C compiler failed ({exc!r})")
+
+    def build_extension(self, ext: Any) -> None:
+        try:
+            super().build_extension(ext)
+        except Exception as exc:
+            if COMPILE == "1":
+                raise
+            _warn(f"the C compiler failed on {ext.name} ({exc!r})")
 
 
 class build_py_with_hook(build_py):  # type: ignore[misc]  # setuptools ships no types; distutils naming
@@ -61,4 +126,11 @@ class editable_wheel_with_hook(editable_wheel):  # type: ignore[misc]  # setupto
             shutil.copy(os.path.join(HERE, name), os.path.join(installation_dir, name))
 
 
-setup(cmdclass={"build_py": build_py_with_hook, "editable_wheel": editable_wheel_with_hook})
+setup(
+    ext_modules=compiled_extensions(),
+    cmdclass={
+        "build_ext": build_ext_optional,
+        "build_py": build_py_with_hook,
+        "editable_wheel": editable_wheel_with_hook,
+    },
+)

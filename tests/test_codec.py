@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from link.etcd import codec
+from link.etcd import codec, decoding
 from link.etcd.errors import EtcdInvalidTree
 from link.etcd.paths import MAX_DEPTH
 
@@ -372,13 +372,13 @@ def test_one_pass_reads_the_whole_keyspace() -> None:
 )
 def test_directory_value_is_assemble_for_names_in_key_order(children: dict[str, int]) -> None:
     ordered = dict(sorted(children.items()))
-    assert codec._directory_value(dict(ordered)) == codec.assemble(dict(ordered))
+    assert decoding._directory_value(dict(ordered)) == codec.assemble(dict(ordered))
 
 
 def reference_parse(text: str) -> tuple[bool, Any]:
     """What _parse_leaf_text must say: json.loads, scalars and empty containers only."""
     try:
-        value = json.loads(text, parse_constant=codec._reject_constant)
+        value = json.loads(text, parse_constant=decoding._reject_constant)
     except ValueError:
         return False, None
     return (False, None) if isinstance(value, list | dict) and value else (True, value)
@@ -386,7 +386,7 @@ def reference_parse(text: str) -> tuple[bool, Any]:
 
 @given(st.text(alphabet=st.sampled_from([*'-+.eE019 \t\n\r\x0b"[]{}tfnrueals', "١"])))
 def test_leaf_text_parses_as_json_does(text: str) -> None:
-    parsed, value = codec._parse_leaf_text(text)
+    parsed, value = decoding._parse_leaf_text(text)
     expected = reference_parse(text)
     assert parsed == expected[0]
     if parsed:

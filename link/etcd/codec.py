@@ -38,44 +38,56 @@ from __future__ import annotations
 import gc
 import json
 import math
-import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import count
 from typing import Any, TypeAlias
 
+# the read half, re-exported: see link/etcd/decoding.py
+from .decoding import (
+    _JSON_START,
+    POSITION_WIDTH,
+    UNSORTED,
+    _parse_leaf_text,
+    decode_leaf,
+    decode_sorted,
+    decode_text,
+    unescape_name,
+)
 from .errors import EtcdInvalidTree
 from .paths import MAX_DEPTH, SEP, check_text
+
+__all__ = [
+    "EMPTY_DICT",
+    "EMPTY_LIST",
+    "POSITION_WIDTH",
+    "UNSORTED",
+    "VALUE",
+    "Nested",
+    "Node",
+    "assemble",
+    "build",
+    "decode",
+    "decode_leaf",
+    "decode_sorted",
+    "decode_text",
+    "encode",
+    "encode_leaf",
+    "escape_name",
+    "flatten",
+    "gc_paused",
+    "is_position",
+    "iter_flatten",
+    "nest",
+    "position",
+    "unescape_name",
+]
 
 #: An encoded tree: a leaf's bytes, a directory ``{escaped name: Node}`` (never
 #: empty) or a list of items (never empty).
 Node: TypeAlias = "bytes | dict[str, Node] | list[Node]"
 
-#: Width of a list position segment (etcd v2 in-order key format).
-POSITION_WIDTH = 20
-
 EMPTY_DICT = b"{}"
 EMPTY_LIST = b"[]"
-
-_UNESCAPE = re.compile(r"%(25|2[Ff]|2[Ee]|3[0-9])")
-# First characters after which json.loads can possibly succeed.
-_JSON_START = frozenset('"-0123456789tfn[{ \t\n\r')
-# JSON's whitespace, and the first characters of a JSON text other than a number
-# or true/false/null: texts starting with those can only parse with whitespace
-# after them ("1 ", "true\n"), which saves json.loads for "tcp", "10.0.0.1" ...
-_JSON_SPACE = frozenset(" \t\n\r")
-_JSON_OTHER_START = frozenset('"[{') | _JSON_SPACE
-# A JSON number, exactly (json.loads accepts the same texts): int unless group 1 or 2.
-_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?\Z")
-#: Digits :func:`decode_text` turns into an ``int`` without more checks (CPython's
-#: default ``sys.get_int_max_str_digits()`` is 4300).
-_INT_DIGITS = 640
-_CONSTANTS: dict[str, Callable[[], Any]] = {
-    "true": lambda: True,
-    "false": lambda: False,
-    "null": lambda: None,
-    "{}": dict,
-    "[]": list,
-}
 
 
 def position(index: int) -> str:
@@ -98,71 +110,6 @@ def escape_name(name: str) -> str:
     if is_position(escaped):
         return f"%3{escaped[0]}{escaped[1:]}"
     return escaped
-
-
-def unescape_name(segment: str) -> str:
-    """Inverse of :func:`escape_name`; unknown ``%`` sequences are kept as they are."""
-    if segment == "%":
-        return ""
-    if "%" not in segment:
-        return segment
-    return _UNESCAPE.sub(lambda m: chr(int(m.group(1), 16)), segment)
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(name)
-
-
-def _parse_leaf_text(text: str) -> tuple[bool, Any]:
-    """``(True, value)`` when ``text`` reads as a JSON scalar or empty container.
-
-    Numbers, ``true``/``false``/``null`` and empty containers are recognised
-    without ``json.loads`` (the common cases, on the read path of every leaf);
-    the result is the same as ``json.loads`` gives.
-    """
-    if not text or text[0] not in _JSON_START:
-        return False, None
-    number = _NUMBER.match(text)
-    if number is not None:
-        try:
-            return True, float(text) if number.group(1) or number.group(2) else int(text)
-        except ValueError:  # more digits than sys.get_int_max_str_digits()
-            return False, None
-    if text in _CONSTANTS:
-        return True, _CONSTANTS[text]()
-    if text[0] not in _JSON_OTHER_START and text[-1] not in _JSON_SPACE:
-        return False, None  # not a number nor a constant, and json.loads agrees
-    try:
-        value = json.loads(text, parse_constant=_reject_constant)
-    except ValueError:
-        return False, None
-    if isinstance(value, (list, dict)) and value:
-        return False, None
-    return True, value
-
-
-def decode_leaf(raw: bytes) -> Any:
-    """Decode one stored value (bytes) into the Python value it stands for."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw
-    return decode_text(text)
-
-
-def decode_text(text: str) -> Any:
-    """:func:`decode_leaf` for a value already decoded from UTF-8 (v2 answers in text)."""
-    if not text or text[0] not in _JSON_START:  # plain text: most strings
-        return text
-    if (  # a JSON natural number, within int()'s limit
-        text.isdigit()
-        and text.isascii()
-        and (text[0] != "0" or len(text) == 1)
-        and len(text) <= _INT_DIGITS
-    ):
-        return int(text)
-    parsed, value = _parse_leaf_text(text)
-    return value if parsed else text
 
 
 def encode_leaf(value: Any, where: str = "", *, text_only: bool = False) -> bytes:
@@ -506,88 +453,3 @@ def decode(pairs: Iterable[Sequence[Any]], base: str = "") -> Any:
     if value is UNSORTED:
         return build(nest(pairs, base))
     return value
-
-
-#: What :func:`decode_sorted` returns for pairs it cannot decode in one pass.
-UNSORTED: Any = object()
-
-
-def decode_sorted(pairs: Sequence[Sequence[Any]], base: str = "") -> Any:
-    """:func:`decode` in one pass, for pairs sorted by key: the read path of v3.
-
-    Sorted keys put every directory's keys together, after its own leaf, so a
-    directory is complete when the next key is outside it: its children are
-    decoded as they arrive and its value assembled when it is left (no nested
-    dicts to walk again, no recursion: any depth is safe).
-
-    :returns: the value, or :data:`UNSORTED` when the keys are not strictly
-        increasing (as ``str``; etcd sorts bytes, which can differ for keys that
-        are not UTF-8), when a key is outside ``base``, or when a segment below
-        ``base`` is empty (:func:`nest` files ``base + '//x'`` under ``base``):
-        :func:`decode` then takes the general path.
-    """
-    sep, plain_start, text_value, directory_value = SEP, _JSON_START, decode_text, _directory_value
-    own: Any = None  # base's own stored value
-    # the directory being filled: its children, its key, its key + '/'
-    children: dict[str, Any] = {}
-    directory = base
-    inside = base + sep
-    # the directories above it: (their children, our name there, their key, + '/')
-    stack: list[tuple[dict[str, Any], str, str, str]] = []
-    previous = ""
-    for pair in pairs:
-        key = pair[0]
-        if key <= previous:
-            return UNSORTED
-        previous = key
-        above, slash, name = key.rpartition(sep)
-        if above != directory or not slash:  # leave and enter directories
-            if key == base:
-                own = pair[1]
-                continue
-            if not slash:
-                return UNSORTED
-            while not (above == directory or above.startswith(inside)):
-                if not stack:  # above base: not ours
-                    return UNSORTED
-                value = directory_value(children)
-                children, segment, directory, inside = stack.pop()
-                children[segment] = value
-            if above != directory:
-                for segment in above[len(inside) :].split(sep):
-                    if not segment:
-                        return UNSORTED
-                    stack.append((children, segment, directory, inside))
-                    children, directory = {}, inside + segment
-                    inside = directory + sep
-        raw = pair[1]
-        try:  # decode_leaf, with plain text (most strings) inline: the hot loop
-            text = raw.decode()
-        except UnicodeDecodeError:
-            children[name] = raw
-            continue
-        children[name] = text if not text or text[0] not in plain_start else text_value(text)
-    while stack:
-        value = directory_value(children)
-        children, segment, _, _ = stack.pop()
-        children[segment] = value
-    if own is not None and not children:
-        return decode_leaf(bytes(own))
-    return directory_value(children) if children else {}
-
-
-def _directory_value(children: dict[str, Any]) -> Any:
-    """:func:`assemble` for children in key order (see :func:`decode_sorted`): a
-    list's items are already in position order, and every name is checked with a
-    few calls in C rather than one :func:`is_position` call per name."""
-    names = "".join(children)
-    if "%" in names:  # an escaped segment (joining makes no new "%")
-        return {unescape_name(name): value for name, value in children.items()}
-    if (
-        names.isdigit()
-        and len(names) == POSITION_WIDTH * len(children)
-        and names.isascii()
-        and max(map(len, children)) == POSITION_WIDTH
-    ):
-        return list(children.values())
-    return children
