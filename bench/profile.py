@@ -90,7 +90,9 @@ COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("sending requests (socket writes)", ("http/client.py:send", "socket.py:sendall")),
     ("JSON encode/decode", ("json/",)),
     ("base64", ("base64.py",)),
-    ("link.etcd codec", ("link/etcd/codec.py",)),
+    # decoding.py compiled (mypyc) has no Python frames: py-spy counts its time in
+    # its caller's, codec.decode
+    ("link.etcd codec", ("link/etcd/codec.py", "link/etcd/decoding.py")),
     ("link.etcd backends", ("link/etcd/backends/",)),
     ("link.etcd other", ("link/etcd/",)),
     ("etcd3gw", ("etcd3gw/",)),

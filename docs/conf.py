@@ -6,6 +6,8 @@ The pages are Markdown (MyST); the API reference comes from the docstrings
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -13,6 +15,19 @@ from typing import Any
 
 DOCS = Path(__file__).resolve().parent
 sys.path.insert(0, str(DOCS.parent))  # the checkout's link.etcd, even when not installed
+
+
+class _DecodingFromSource(importlib.abc.MetaPathFinder):
+    """Imports ``link.etcd.decoding`` from its ``.py`` file even where it is
+    compiled (mypyc): the compiled module has no docstrings to document."""
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+        if name != "link.etcd.decoding":
+            return None
+        return importlib.util.spec_from_file_location(name, DOCS.parent / "link/etcd/decoding.py")
+
+
+sys.meta_path.insert(0, _DecodingFromSource())
 
 from link.etcd import __version__  # noqa: E402
 
