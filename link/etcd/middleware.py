@@ -124,7 +124,9 @@ class EtcdMiddleware(MutableMapping[str, Any]):
     def __getitem__(self, path: str) -> Any:
         """Read the value at ``path``: a scalar for a leaf, the whole tree for a directory.
 
-        One request on v3 (a ``txn`` of two ``range``s), one recursive ``GET`` on v2.
+        One request on v3 (a ``range`` of the key and the keys below it; more
+        ``range``s, pinned to the first one's revision, only past 100,000 keys),
+        one recursive ``GET`` on v2.
 
         :raises EtcdKeyNotFound: nothing is stored at ``path`` (a ``KeyError``).
         :raises EtcdConnectionFailed: no endpoint answered (each waited for
@@ -171,10 +173,12 @@ class EtcdMiddleware(MutableMapping[str, Any]):
         """Replace whatever is at ``path`` with ``value``: afterwards ``self[path] == value``
         and no key of the previous subtree survives.
 
-        The value is validated and encoded before any request.  v3: only the keys
-        that change are sent, in ``txn``s of at most ``max_txn_ops`` operations and
-        ``max_request_bytes`` bytes, guarded by compares on the mod revisions of the
-        subtree; atomic when one ``txn`` suffices.  v2: not atomic (no transactions).
+        The value is validated and encoded before any request.  v3: a scalar is one
+        ``txn`` with no read (put the leaf, delete the keys below it and any leaf at
+        its ancestors); for a tree, only the keys that change are sent, in ``txn``s
+        of at most ``max_txn_ops`` operations and ``max_request_bytes`` bytes,
+        guarded by compares on the mod revisions of the subtree; atomic when one
+        ``txn`` suffices.  v2: not atomic (no transactions).
 
         :raises EtcdInvalidTree: bad path or value (nothing is written).
         :raises EtcdCompareFailed: concurrent writers kept changing the subtree.
