@@ -1223,3 +1223,18 @@ def test_answer_as_checks_the_kind_of_an_answer() -> None:
     assert engine.answer_as(RangeResult, answer) is answer
     with pytest.raises(TypeError, match="expected a TxnResult answer, got RangeResult"):
         engine.answer_as(TxnResult, answer)
+
+
+def test_a_range_answer_converts_its_raw_key_values_each_way() -> None:
+    raw = [
+        SimpleNamespace(
+            key=key, value=b"v", mod_revision=rev, create_revision=2, version=1, lease=0
+        )
+        for key, rev in ((b"/a", 5), (b"/b\xff", 7))
+    ]
+    assert RangeResult(9, raw=raw).mod_revisions() == [("/a", 5), ("/b\udcff", 7)]
+    assert RangeResult(9, raw=raw).pairs() == [("/a", b"v"), ("/b\udcff", b"v")]
+    converted = RangeResult(9, raw=raw)
+    kvs = converted.kvs
+    assert [(kv.key, kv.mod_revision) for kv in kvs] == converted.mod_revisions()
+    assert [(kv.key, kv.value) for kv in kvs] == converted.pairs()

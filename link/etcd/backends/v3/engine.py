@@ -84,7 +84,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, TypeAlias, TypeVar, cast
+from typing import Any, Final, Literal, TypeAlias, TypeVar, cast
 
 from ... import codec
 from ...codec import Node, iter_flatten
@@ -186,6 +186,10 @@ R = TypeVar("R")
 #: annotates where it receives it).
 Plan: TypeAlias = Generator[Step, Any, R]
 
+#: What a read's items are: :class:`KeyValue` s, ``(key, value)`` pairs, or
+#: ``(key, mod_revision)`` pairs (a write's verification; cheaper than key-values).
+Items: TypeAlias = Literal["kvs", "pairs", "mod_revisions"]
+
 #: One change of a write: ``(key, value)`` to put, ``(key, None)`` to delete; the key
 #: as etcd's bytes (encoded once, by :func:`diff`).
 Change: TypeAlias = "tuple[bytes, bytes | None]"
@@ -217,7 +221,8 @@ def snapshot(
     if singles is None:
         singles = [key] if key else []
     answer: TxnResult = yield read_txn(key, singles, keys_only=keys_only, revision=revision)
-    return (yield from paged(answer, key, keys_only=keys_only, pairs=pairs, revision=revision))
+    items: Items = "pairs" if pairs else "kvs"
+    return (yield from paged(answer, key, keys_only=keys_only, items=items, revision=revision))
 
 
 def read_txn(
@@ -233,26 +238,36 @@ def read_txn(
 
 
 def paged(
-    answer: TxnResult, key: str, *, keys_only: bool = False, pairs: bool = False, revision: int = 0
+    answer: TxnResult,
+    key: str,
+    *,
+    keys_only: bool = False,
+    items: Items = "kvs",
+    revision: int = 0,
 ) -> Plan[Snapshot]:
     """Plan: the :class:`Snapshot` of a :func:`read_txn` answer, with the pages of
-    the range below ``key`` past the first, read at the answer's revision."""
+    the range below ``key`` past the first, read at the answer's revision; its
+    items shaped as ``items`` says."""
     ranges = ranges_of(answer)
-    items: list[Any] = [item for r in ranges for item in _items(r, pairs)]
+    found: list[Any] = [item for r in ranges for item in _items(r, items)]
     more = ranges[-1].more
     end = below(key)[1]
     while more:
-        start = encode_key(items[-1][0]) + b"\x00"
+        start = encode_key(found[-1][0]) + b"\x00"
         page: RangeResult = yield Range(
             start, end, limit=PAGE_SIZE, revision=revision or answer.revision, keys_only=keys_only
         )
-        items.extend(_items(page, pairs))
+        found.extend(_items(page, items))
         more = page.more
-    return Snapshot(answer.revision, items)
+    return Snapshot(answer.revision, found)
 
 
-def _items(answer: RangeResult, pairs: bool) -> list[Any]:
-    return answer.pairs() if pairs else answer.kvs
+def _items(answer: RangeResult, shape: Items) -> list[Any]:
+    if shape == "pairs":
+        return answer.pairs()
+    if shape == "mod_revisions":
+        return answer.mod_revisions()
+    return answer.kvs
 
 
 def pairs_of(read: Snapshot) -> list[tuple[str, bytes]]:
@@ -378,8 +393,8 @@ def children(key: str) -> Plan[list[str]]:
     of the range below ``key``)."""
     base = key + SEP
     answer: TxnResult = yield read_txn(key, (), keys_only=True)
-    read: Snapshot = yield from paged(answer, key, keys_only=True)
-    return sorted({kv.key[len(base) :].split(SEP, 1)[0] for kv in read.items})
+    read: Snapshot = yield from paged(answer, key, keys_only=True, items="pairs")
+    return sorted({k[len(base) :].split(SEP, 1)[0] for k, _ in pairs_of(read)})
 
 
 # -- delete -------------------------------------------------------------------
@@ -666,10 +681,8 @@ def _verify(key: str, leaves: dict[str, bytes], revision: int, written: set[int]
     tree, never a mix of two."""
     answer: TxnResult
     answer, _ = yield from checkable(lambda checked: read_txn(key, checked, keys_only=True), [key])
-    read: Snapshot = yield from paged(answer, key, keys_only=True)
+    read: Snapshot = yield from paged(answer, key, keys_only=True, items="mod_revisions")
     if len(read.items) != len(leaves):
         return False
-    return all(
-        kv.key in leaves and (kv.mod_revision <= revision or kv.mod_revision in written)
-        for kv in read.items
-    )
+    found = cast("list[tuple[str, int]]", read.items)
+    return all(k in leaves and (rev <= revision or rev in written) for k, rev in found)

@@ -246,6 +246,14 @@ class RangeResult:
         # plain arguments, not ``*KEY_ENCODING`` unpacked per key: 15% of the loop
         return [(decode(kv.key, encoding, errors), kv.value) for kv in self._raw]
 
+    def mod_revisions(self) -> list[tuple[str, int]]:
+        """``(key, mod_revision)`` of each key-value, sorted by key (what a write's
+        verification compares; cheaper than :attr:`kvs`)."""
+        if self._kvs is not None:
+            return [(kv.key, kv.mod_revision) for kv in self._kvs]
+        decode, (encoding, errors) = bytes.decode, KEY_ENCODING
+        return [(decode(kv.key, encoding, errors), kv.mod_revision) for kv in self._raw]
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, RangeResult):
             return NotImplemented
