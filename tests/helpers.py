@@ -2,6 +2,9 @@
 
 from typing import Any
 
+from link.etcd import codec
+from link.etcd.errors import EtcdInvalidTree
+
 
 def same(a: Any, b: Any) -> bool:
     """Equal with the same types throughout (``1 == 1.0 == True`` does not count)."""
@@ -14,3 +17,13 @@ def same(a: Any, b: Any) -> bool:
     if isinstance(a, float):
         return repr(a) == repr(b)
     return bool(a == b)
+
+
+def range_pairs(value: Any, key: str) -> list[tuple[str, bytes]] | None:
+    """``value`` stored at ``key`` as a v3 range gives it back: ``(key, value)``
+    pairs sorted by key; None when the codec refuses ``value``."""
+    try:
+        node = codec.encode(value, key)
+    except EtcdInvalidTree:
+        return None
+    return sorted(codec.flatten(node, key))
