@@ -15,11 +15,12 @@ EXTRAS ?= test,pydantic,b3j0f,dev,docs
 PROTOBUF_OLDEST ?= 4.21.12
 OLD := .venv-protobuf-oldest
 OLD_STAMP := $(OLD)/.installed
-# link/etcd/decoding.py is compiled by mypyc at install (setup.py); the venvs here
-# must run the compiled module (=1: the install fails rather than fall back to
-# pure Python), and are reinstalled when it changes (else the old build runs)
+# link/etcd/decoding.py and encoding.py are compiled by mypyc at install
+# (setup.py); the venvs here must run the compiled modules (=1: the install fails
+# rather than fall back to pure Python), and are reinstalled when they change
+# (else the old build runs)
 export LINK_ETCD_COMPILE := 1
-COMPILED_SOURCES := link/etcd/decoding.py
+COMPILED_SOURCES := link/etcd/decoding.py link/etcd/encoding.py
 
 .PHONY: venv demo test docs test-protobuf-oldest test-faults test-faults-etcd34 test-pythons b3j0f-suite lint check bench clean
 
@@ -35,7 +36,7 @@ demo: $(STAMP)
 	$(BIN)/python -m link.etcd.demo
 
 test: $(STAMP) $(OLD_STAMP)
-	$(BIN)/python -c "from link.etcd import decoding as d; assert d.COMPILED, 'decoding.py runs uncompiled'"
+	$(BIN)/python -c "from link.etcd import decoding as d, encoding as e; assert d.COMPILED and e.COMPILED, 'runs uncompiled'"
 	$(BIN)/python tools/run_b3j0f_suite.py
 	$(BIN)/python -m pytest
 	$(MAKE) --no-print-directory test-protobuf-oldest
@@ -101,7 +102,7 @@ test-pythons:
 		venv=.venv-py$$v; \
 		if [ ! -f $$venv/.installed ] || [ pyproject.toml -nt $$venv/.installed ] \
 				|| [ setup.py -nt $$venv/.installed ] \
-				|| [ $(COMPILED_SOURCES) -nt $$venv/.installed ]; then \
+				|| [ -n "$$(find $(COMPILED_SOURCES) -newer $$venv/.installed)" ]; then \
 			$$py -m venv $$venv; \
 			$$venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip; \
 			$$venv/bin/python -m pip install --quiet --disable-pip-version-check \

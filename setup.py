@@ -1,15 +1,18 @@
 """Build shim: everything is declared in pyproject.toml but two things.
 
-1. The read path's hot loop, ``link/etcd/decoding.py``, is compiled with mypyc
-   (from mypy, a build requirement) into a C extension that Python imports in
-   place of the file; :data:`link.etcd.decoding.COMPILED` tells which runs.
+1. The hot loops of the read path, ``link/etcd/decoding.py``, and of the write
+   path, ``link/etcd/encoding.py``, are compiled with mypyc (from mypy, a build
+   requirement), each into a C extension that Python imports in place of the
+   file; their ``COMPILED`` tells which runs.
    ``LINK_ETCD_COMPILE`` chooses: ``auto`` (the default) compiles when it can
    and otherwise builds pure Python with a warning (no C compiler, not CPython);
    ``1`` compiles or fails the build (the Makefile's venvs, so that CI measures
    and tests the compiled module); ``0`` never compiles.  Editable installs
    build the extension in the source tree (``link/etcd/*.so``, ignored by git):
-   after editing ``decoding.py``, reinstall (``make venv`` does when it changed)
-   or the old compiled module keeps running (``tests/test_decoding.py`` says so).
+   after editing one of them, reinstall (``make venv`` does when they changed)
+   or the old compiled module keeps running (``tests/test_compiled.py`` says so).
+   Each is compiled on its own (``separate=True``), so its support library
+   sits beside it in ``link/etcd/`` rather than at the top of site-packages.
 
 2. It adds link.etcd's start-up hook to the root of the wheel, beside the
 ``link`` package, so that pip installs it into site-packages:
@@ -50,13 +53,15 @@ from setuptools.command.editable_wheel import editable_wheel
 HERE = os.path.dirname(os.path.abspath(__file__))
 HOOK_FILES = ("link_etcd_b3j0f.pth", "_link_etcd_hook.py")
 #: Modules compiled with mypyc (paths from the repository root).
-COMPILED = ("link/etcd/decoding.py",)
+COMPILED = ("link/etcd/decoding.py", "link/etcd/encoding.py")
 #: ``auto``, ``1`` or ``0`` (see the module docstring).
 COMPILE = os.environ.get("LINK_ETCD_COMPILE", "auto")
 
 
 def _warn(message: str) -> None:
-    print(f"link.etcd: {message}; installing pure Python (slower reads)", file=sys.stderr)
+    print(
+        f"link.etcd: {message}; installing pure Python (slower reads and writes)", file=sys.stderr
+    )
 
 
 def compiled_extensions() -> list[Any]:
@@ -72,7 +77,9 @@ def compiled_extensions() -> list[Any]:
         # the modules they import are type-checked by make lint, not here, where
         # link.etcd's dependencies may be missing
         flags = ["--follow-imports=silent"]
-        return list(mypycify([*flags, *COMPILED], only_compile_paths=COMPILED, opt_level="3"))
+        return list(
+            mypycify([*flags, *COMPILED], only_compile_paths=COMPILED, opt_level="3", separate=True)
+        )
     except (Exception, SystemExit) as exc:  # mypyc exits on a type error
         if COMPILE == "1":
             raise

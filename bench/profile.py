@@ -90,9 +90,9 @@ COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("sending requests (socket writes)", ("http/client.py:send", "socket.py:sendall")),
     ("JSON encode/decode", ("json/",)),
     ("base64", ("base64.py",)),
-    # decoding.py compiled (mypyc) has no Python frames: py-spy counts its time in
-    # its caller's, codec.decode
-    ("link.etcd codec", ("link/etcd/codec.py", "link/etcd/decoding.py")),
+    # decoding.py and encoding.py compiled (mypyc) have no Python frames: py-spy
+    # counts their time in their callers', codec.decode and codec.encode
+    ("link.etcd codec", ("link/etcd/codec.py", "link/etcd/decoding.py", "link/etcd/encoding.py")),
     ("link.etcd backends", ("link/etcd/backends/",)),
     ("link.etcd other", ("link/etcd/",)),
     ("etcd3gw", ("etcd3gw/",)),

@@ -17,17 +17,22 @@ DOCS = Path(__file__).resolve().parent
 sys.path.insert(0, str(DOCS.parent))  # the checkout's link.etcd, even when not installed
 
 
-class _DecodingFromSource(importlib.abc.MetaPathFinder):
-    """Imports ``link.etcd.decoding`` from its ``.py`` file even where it is
-    compiled (mypyc): the compiled module has no docstrings to document."""
+#: The modules setup.py compiles (mypyc), by name.
+_COMPILED = ("link.etcd.decoding", "link.etcd.encoding")
+
+
+class _CompiledFromSource(importlib.abc.MetaPathFinder):
+    """Imports the modules of :data:`_COMPILED` from their ``.py`` files even
+    where they are compiled: a compiled module has no docstrings to document."""
 
     def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
-        if name != "link.etcd.decoding":
+        if name not in _COMPILED:
             return None
-        return importlib.util.spec_from_file_location(name, DOCS.parent / "link/etcd/decoding.py")
+        source = DOCS.parent / (name.replace(".", "/") + ".py")
+        return importlib.util.spec_from_file_location(name, source)
 
 
-sys.meta_path.insert(0, _DecodingFromSource())
+sys.meta_path.insert(0, _CompiledFromSource())
 
 from link.etcd import __version__  # noqa: E402
 
