@@ -52,8 +52,11 @@ def log(line: str) -> None:
 
 @contextlib.contextmanager
 def start_server() -> Iterator[EtcdServer]:
-    """A throwaway etcd like the tests' (v2 enabled), with a large backend quota."""
-    with EtcdServer(enable_v2=True, extra_args=[f"--quota-backend-bytes={QUOTA_BYTES}"]) as server:
+    """A throwaway etcd like the tests' (v2 enabled), with a large backend quota and
+    ``--enable-pprof``, whose heap handler lets each run start from a collected heap
+    (:func:`bench.runner.server_gc`)."""
+    extra = [f"--quota-backend-bytes={QUOTA_BYTES}", "--enable-pprof"]
+    with EtcdServer(enable_v2=True, extra_args=extra) as server:
         yield server
 
 

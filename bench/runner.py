@@ -11,6 +11,12 @@ A contender stops repeating at a size once its runs, plus the setups they
 needed, took more than the time budget (it always runs once): the
 one-request-per-leaf loops run once at 100,000 leaves.
 
+Before each run both sides collect their garbage: this process (``gc.collect``)
+and etcd (:func:`server_gc`), so that no contender pays for garbage an earlier one
+left behind.  Without it etcd's CPU for the same 100,000-key read varied up to 3x
+from run to run, for every client, as Go's collector happened to run inside one
+run or another.
+
 A contender whose run returns a :class:`~bench.peers.Timed` (a gRPC peer, timed
 inside its worker process around the client calls) is recorded with that time
 and that client CPU; etcd's CPU is taken here around the whole command, which
@@ -29,6 +35,7 @@ import os
 import random
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -164,6 +171,16 @@ def process_cpu(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
 
 
+def server_gc(endpoint: str) -> None:
+    """Make etcd run a full garbage collection now (Go's ``runtime.GC``) and wait
+    for it to end: ``GET /debug/pprof/heap?gc=1``, served with ``--enable-pprof``.
+
+    :raises OSError: etcd did not answer (or was started without ``--enable-pprof``).
+    """
+    with urllib.request.urlopen(f"{endpoint}/debug/pprof/heap?gc=1", timeout=60) as answer:
+        answer.read()
+
+
 def _schedule(
     todo: Sequence[Contender], state: dict[str, State], rng: random.Random
 ) -> list[Contender]:
@@ -222,6 +239,7 @@ def measure_size(
                 m.setup_seconds += took
                 spent[c.label] += took
                 state[c.api] = c.needs
+            server_gc(endpoint)
             gc.collect()
             before = request_counts(endpoint, c.api) if rep == 0 else None
             cpu0, server0, busy0 = client_cpu(), process_cpu(server_pid), machine_busy()
