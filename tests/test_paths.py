@@ -1,6 +1,8 @@
 """Pure path helpers: no etcd needed."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from link.etcd.errors import EtcdInvalidTree
 from link.etcd.paths import (
@@ -49,6 +51,21 @@ def test_prefix_and_join() -> None:
     assert join_key("/app", ()) == "/app"
     assert ancestor_keys("/r", ("a", "b")) == ["/r", "/r/a"]
     assert ancestor_keys("", ("a", "b")) == ["/a"]
+
+
+_SEGMENT = st.text(st.sampled_from("ab%é"), min_size=1, max_size=3)
+
+
+@given(st.sampled_from(["", "/r", "/r/s"]), st.lists(_SEGMENT, max_size=5).map(tuple))
+def test_keys_are_the_stem_and_segments_joined_by_slashes(
+    stem: str, segments: tuple[str, ...]
+) -> None:
+    key = join_key(stem, segments)
+    assert key == stem + "".join("/" + s for s in segments)
+    # the ancestors: every shorter join, from the stem down, never the empty key
+    ancestors = [join_key(stem, segments[:i]) for i in range(len(segments))]
+    assert ancestor_keys(stem, segments) == [k for k in ancestors if k]
+    assert all(key.startswith(a + "/") for a in ancestor_keys(stem, segments))
 
 
 @pytest.mark.parametrize(

@@ -107,12 +107,18 @@ def encode(value: Any, where: str = "/", *, text_only: bool = False) -> Node:
         dict key with a lone surrogate, unsupported type, NaN/infinity, keys deeper
         than :data:`~link.etcd.paths.MAX_DEPTH` segments).
     """
+    if value.__class__ in _LEAVES:  # the common single value: no depth, no collection
+        return _encode(value, where, 0, text_only)
     depth = sum(1 for segment in where.split(SEP) if segment) if where.__class__ is str else 0
     try:
         with gc_paused():  # a large tree makes many objects, and no cycles
             return _encode(value, where, depth, text_only)
     except RecursionError:  # the caller's own stack was already deep
         raise EtcdInvalidTree(f"value at {where!r} is nested too deeply", key=where) from None
+
+
+#: Classes :func:`encode` stores as one leaf (subclasses take the general path).
+_LEAVES = frozenset({str, bytes, int, float, bool, type(None)})
 
 
 def iter_flatten(node: Node, key: str) -> Iterator[tuple[str, bytes]]:

@@ -103,7 +103,7 @@ def join_key(stem: str, segments: tuple[str, ...]) -> str:
     ``join_key('/app', ('db', 'host'))`` → ``'/app/db/host'``; with no segments the stem
     itself (``''`` stands for the root of the whole keyspace).
     """
-    return stem + "".join(SEP + s for s in segments)
+    return f"{stem}{SEP}{SEP.join(segments)}" if segments else stem
 
 
 def ancestor_keys(stem: str, segments: tuple[str, ...]) -> list[str]:
@@ -113,8 +113,12 @@ def ancestor_keys(stem: str, segments: tuple[str, ...]) -> list[str]:
     skipped (``''`` is not an etcd key).  These keys must not hold leaves once a
     value is written below them.
     """
-    keys = [join_key(stem, segments[:i]) for i in range(len(segments))]
-    return [k for k in keys if k]
+    keys = [stem] if stem and segments else []
+    key = stem
+    for segment in segments[:-1]:
+        key = f"{key}{SEP}{segment}"
+        keys.append(key)
+    return keys
 
 
 #: How keys travel between ``str`` and etcd's bytes (see :func:`encode_key`).
