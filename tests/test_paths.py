@@ -8,6 +8,7 @@ from link.etcd.errors import EtcdInvalidTree
 from link.etcd.paths import (
     MAX_DEPTH,
     ancestor_keys,
+    below,
     decode_key,
     encode_key,
     join_key,
@@ -102,3 +103,26 @@ def test_split_path_depth_limit() -> None:
     assert len(split_path("/a" * MAX_DEPTH)) == MAX_DEPTH
     with pytest.raises(EtcdInvalidTree, match=f"more than MAX_DEPTH={MAX_DEPTH}"):
         split_path("/a" * (MAX_DEPTH + 1))
+
+
+@given(
+    st.text(alphabet=st.characters(exclude_categories=["Cs"]))
+    | st.sampled_from(["", "/a", "\udcff", "a\udc80b"])
+)
+def test_below_is_the_range_of_every_key_under_key_slash(key: str) -> None:
+    prefix = encode_key(key + "/")
+    assert below(key) == (prefix, range_end(prefix))
+
+
+@given(st.lists(st.sampled_from(["a", "b.c", "", ".", "..", "..."]), min_size=1, max_size=6))
+def test_split_path_refuses_the_first_bad_segment(names: list[str]) -> None:
+    path = "/" + "/".join(names)
+    body = path.removeprefix("/").removesuffix("/")
+    bad = next((name for name in body.split("/") if name in ("", ".", "..")), None)
+    if path == "/" or bad is None:
+        assert split_path(path) == (tuple(body.split("/")) if body else ())
+        return
+    with pytest.raises(EtcdInvalidTree) as caught:
+        split_path(path)
+    expected = "empty segment" if bad == "" else f"{bad!r} segments are not allowed"
+    assert str(caught.value).startswith(expected)

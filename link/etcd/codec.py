@@ -107,7 +107,7 @@ def encode(value: Any, where: str = "/", *, text_only: bool = False) -> Node:
         dict key with a lone surrogate, unsupported type, NaN/infinity, keys deeper
         than :data:`~link.etcd.paths.MAX_DEPTH` segments).
     """
-    if value.__class__ in _LEAVES:  # the common single value: no depth, no collection
+    if value.__class__ in LEAVES:  # the common single value: no depth, no collection
         return _encode(value, where, 0, text_only)
     depth = sum(1 for segment in where.split(SEP) if segment) if where.__class__ is str else 0
     try:
@@ -118,7 +118,7 @@ def encode(value: Any, where: str = "/", *, text_only: bool = False) -> Node:
 
 
 #: Classes :func:`encode` stores as one leaf (subclasses take the general path).
-_LEAVES = frozenset({str, bytes, int, float, bool, type(None)})
+LEAVES = frozenset({str, bytes, int, float, bool, type(None)})
 
 
 def iter_flatten(node: Node, key: str) -> Iterator[tuple[str, bytes]]:
@@ -291,6 +291,8 @@ def decode(pairs: Iterable[Sequence[Any]], base: str = "") -> Any:
     """
     if pairs.__class__ is not list and pairs.__class__ is not tuple:
         pairs = list(pairs)  # read twice when the one pass gives up
+    if len(pairs) == 1 and pairs[0][0] == base:  # a leaf, the most common read
+        return decode_leaf(bytes(pairs[0][1]))
     value = decode_sorted(pairs, base)
     if value is UNSORTED:
         return build(nest(pairs, base))

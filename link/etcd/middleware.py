@@ -79,6 +79,9 @@ class EtcdMiddleware(MutableMapping[str, Any]):
     @property
     def backend(self) -> Backend:
         """The backend for ``settings.api``, created on first use (no request is sent)."""
+        backend = self._backend
+        if backend is not None:
+            return backend
         with self._lock:
             if self._backend is None:
                 self._backend = open_backend(self.settings)
@@ -132,7 +135,10 @@ class EtcdMiddleware(MutableMapping[str, Any]):
         :raises EtcdConnectionFailed: no endpoint answered (each waited for
             ``read_timeout`` seconds), naming every endpoint tried.
         """
-        return self.snapshot(path)[0]
+        value, _ = self.backend.read_tree(self.key(path))
+        if value is ABSENT:
+            raise EtcdKeyNotFound(f"nothing stored at {path!r}", key=path)
+        return value
 
     def get(self, path: str, default: Any = None) -> Any:
         """``self[path]``, or ``default`` when nothing is stored there.
@@ -186,8 +192,12 @@ class EtcdMiddleware(MutableMapping[str, Any]):
         :raises EtcdConnectionFailed: no endpoint answered.
         """
         key, ancestors = self._writable(path)
+        text_only = self._text_only
+        if value.__class__ in codec.LEAVES:  # a leaf: few objects, nothing to pause for
+            self.backend.replace(key, codec.encode(value, path, text_only=text_only), ancestors)
+            return
         with codec.gc_paused():  # encoding a large tree makes many objects, no cycles
-            node = codec.encode(value, path, text_only=self._text_only)
+            node = codec.encode(value, path, text_only=text_only)
             self.backend.replace(key, node, ancestors)
 
     def set(

@@ -72,19 +72,20 @@ def split_path(path: str, *, text_only: bool = False) -> tuple[str, ...]:
         raise EtcdInvalidTree("the empty string is not a path (use '/' for the root)")
     if path == SEP:
         return ()
-    body = path.removeprefix(SEP).removesuffix(SEP)
-    segments = tuple(body.split(SEP))
-    for segment in segments:
-        if segment == "":
-            raise EtcdInvalidTree(f"empty segment in path {path!r}", key=path)
-        if segment in (".", ".."):
-            raise EtcdInvalidTree(f"{segment!r} segments are not allowed: {path!r}", key=path)
+    segments = tuple(path.removeprefix(SEP).removesuffix(SEP).split(SEP))
+    if "" in segments or "." in segments or ".." in segments:  # name the first
+        for segment in segments:
+            if segment == "":
+                raise EtcdInvalidTree(f"empty segment in path {path!r}", key=path)
+            if segment in (".", ".."):
+                raise EtcdInvalidTree(f"{segment!r} segments are not allowed: {path!r}", key=path)
     if len(segments) > MAX_DEPTH:
         raise EtcdInvalidTree(
             f"path {path[:60]!r}... has {len(segments)} segments, more than MAX_DEPTH={MAX_DEPTH}",
             key=path[:60],
         )
-    check_text(path, f"path {path!r}", text_only=text_only)
+    if not path.isascii():
+        check_text(path, f"path {path!r}", text_only=text_only)
     return segments
 
 
@@ -142,9 +143,10 @@ def decode_key(raw: bytes) -> str:
 
 
 def below(key: str) -> tuple[bytes, bytes]:
-    """The key range ``[key + '/', range_end)`` holding every key below ``key``."""
-    prefix = encode_key(key + SEP)
-    return prefix, range_end(prefix)
+    """The key range ``[key + '/', key + '0')`` holding every key below ``key``
+    (``'0'`` is the byte after ``'/'``: :func:`range_end` of ``key + '/'``)."""
+    own = encode_key(key)
+    return own + b"/", own + b"0"
 
 
 def range_end(prefix: bytes) -> bytes:

@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 from ..backends.v3 import progress
-from ..backends.v3.engine import Call, Concurrent, Pause, Plan, R, Sleep
+from ..backends.v3.engine import CONTROL_STEPS, Call, Concurrent, Plan, R, Sleep
 from ..backends.v3.protocol import Range, Request, Result, Txn, WatchCreate, WatchResult
 from ..backends.v3.transport import Failover
 from ..errors import EtcdError
@@ -107,14 +107,17 @@ async def drive(plan: Plan[R], transport: AsyncTransport, key: str | None = None
     """
     answer: Any = None
     error: EtcdError | None = None
+    watched = progress.watched()
     try:
         while True:
             if error is None:
                 step = plan.send(answer)
             else:
                 step, error = plan.throw(error), None
+            if watched:
+                step = progress.observe(step)
             try:
-                answer = await _perform(progress.observe(step), transport, key)
+                answer = await _perform(step, transport, key, watched)
             except EtcdError as exc:
                 error = exc
     except StopIteration as stop:
@@ -128,20 +131,23 @@ async def drive(plan: Plan[R], transport: AsyncTransport, key: str | None = None
         plan.close()
 
 
-async def _perform(step: Any, transport: AsyncTransport, key: str | None) -> Any:
-    """One step of a plan (see :mod:`link.etcd.backends.v3.engine`); its answer."""
-    if isinstance(step, Concurrent):
+async def _perform(step: Any, transport: AsyncTransport, key: str | None, watched: bool) -> Any:
+    """One step of a plan (see :mod:`link.etcd.backends.v3.engine`); its answer.
+    ``watched``: a progress report is installed."""
+    kind = type(step)
+    if kind not in CONTROL_STEPS:  # a request: most steps
+        answer = await send(transport, step, key)
+        if watched:
+            progress.answered(step, answer)
+        return answer
+    if kind is Concurrent:
         return await call_many(transport, step.requests, step.limit, key)
-    if isinstance(step, Pause):
-        return await asyncio.sleep(0)
-    if isinstance(step, Sleep):
+    if kind is Sleep:
         return await asyncio.sleep(step.seconds)
-    if isinstance(step, Call):
+    if kind is Call:
         result = step.function(step.argument)
         return (await result) if inspect.isawaitable(result) else result
-    answer = await send(transport, step, key)
-    progress.answered(step, answer)
-    return answer
+    return await asyncio.sleep(0)  # Pause
 
 
 def _cancel_safe(request: Request) -> bool:

@@ -11,7 +11,7 @@ from ...errors import EtcdCompacted, EtcdError, EtcdSettingsError
 from ...settings import EtcdSettings
 from ..base import KeyValue, Snapshot
 from . import engine, guarded, progress
-from .engine import Call, Concurrent, Limits, Pause, Plan, R, Sleep, answer_as
+from .engine import CONTROL_STEPS, Call, Concurrent, Limits, Plan, R, Sleep, answer_as
 from .protocol import LeaseGrant, LeaseKeepAlive, LeaseResult, LeaseRevoke, LeaseTimeToLive
 from .transport import Transport
 from .watch import V3Watch
@@ -29,14 +29,17 @@ def drive(plan: Plan[R], transport: Transport, key: str | None = None) -> R:
     """
     answer: Any = None
     error: EtcdError | None = None
+    watched = progress.watched()
     try:
         while True:
             if error is None:
-                step = progress.observe(plan.send(answer))
+                step = plan.send(answer)
             else:
-                step, error = progress.observe(plan.throw(error)), None
+                step, error = plan.throw(error), None
+            if watched:
+                step = progress.observe(step)
             try:
-                answer = _perform(step, transport, key)
+                answer = _perform(step, transport, key, watched)
             except EtcdError as exc:
                 error = exc
     except StopIteration as stop:
@@ -50,20 +53,22 @@ def drive(plan: Plan[R], transport: Transport, key: str | None = None) -> R:
         plan.close()
 
 
-def _perform(step: Any, transport: Transport, key: str | None) -> Any:
-    """One step of a plan (see :mod:`.engine`); its answer."""
-    if isinstance(step, Concurrent):
+def _perform(step: Any, transport: Transport, key: str | None, watched: bool) -> Any:
+    """One step of a plan (see :mod:`.engine`); its answer.  ``watched``: a
+    progress report is installed (:func:`.progress.watched`)."""
+    kind = type(step)
+    if kind not in CONTROL_STEPS:  # a request: most steps
+        answer = transport.call(step, key)
+        if watched:
+            progress.answered(step, answer)
+        return answer
+    if kind is Concurrent:
         return transport.call_many(step.requests, step.limit, key)
-    if isinstance(step, Pause):
-        return None
-    if isinstance(step, Sleep):
+    if kind is Sleep:
         time.sleep(step.seconds)
-        return None
-    if isinstance(step, Call):
+    elif kind is Call:
         return step.function(step.argument)
-    answer = transport.call(step, key)
-    progress.answered(step, answer)
-    return answer
+    return None  # Pause
 
 
 def open_transport(settings: EtcdSettings) -> Transport:

@@ -180,6 +180,8 @@ class Limits:
 
 
 Step: TypeAlias = "Request | Concurrent | Sleep | Call | Pause"
+#: The steps that are not requests, for a driver's dispatch on ``type(step)``.
+CONTROL_STEPS: Final = frozenset({Concurrent, Sleep, Call, Pause})
 R = TypeVar("R")
 #: A plan returning ``R`` (``Plan[Snapshot]``): it yields steps and is sent their
 #: answers (typed ``Any``: each step has its own answer type, which the plan
@@ -349,8 +351,9 @@ def read_value(key: str, revision: int = 0) -> Plan[Snapshot]:
     if len(items) > 1 or (items and items[0][0] != key):
         items = _without_siblings(items, key)
     more = first.more
-    at = revision or first.revision
-    start = encode_key(items[-1][0]) + b"\x00" if items else prefix
+    if more:  # past PAGE_SIZE keys: the next pages, pinned to the first one's revision
+        at = revision or first.revision
+        start = encode_key(items[-1][0]) + b"\x00" if items else prefix
     while more:
         page: RangeResult = yield Range(max(start, prefix), end, limit=PAGE_SIZE, revision=at)
         batch = page.pairs()

@@ -95,7 +95,8 @@ def _txn(t: v3.Txn) -> Any:
         compare.result = _RESULTS[c.result]
         setattr(compare, v3.TARGET_FIELDS[c.target], c.value)
     _add_ops(message.success, t.success)
-    _add_ops(message.failure, t.failure)
+    if t.failure:
+        _add_ops(message.failure, t.failure)
     return message
 
 
@@ -436,25 +437,23 @@ class GrpcTransport:
 
     def call(self, request: v3.Request, key: str | None = None) -> v3.Result:
         """Send ``request`` to the first member that answers; see :class:`.transport.Transport`."""
-        if type(request) is v3.LeaseKeepAlive:
-            return self.keepalive(request.id)
         kind = type(request)
+        if kind is v3.LeaseKeepAlive:
+            return self.keepalive(request.id)  # type: ignore[union-attr]
         to_result = UNARY[kind][3]
         message = message_of(request, self.settings)
-
-        def send(member: Endpoint) -> v3.Result:
-            answer = self._unary(member, kind, message, key)
-            return to_result(answer)  # type: ignore[no-any-return]
-
-        return self.failover.attempt(send, key)
+        return self.failover.attempt(  # type: ignore[no-any-return]
+            lambda member: to_result(self._unary(member, kind, message, key)), key
+        )
 
     def _unary(self, member: Endpoint, kind: type, message: Any, key: str | None) -> Any:
+        settings = self.settings
         for attempt in (0, 1):
             try:
                 answer = member.unary[kind](
                     message,
-                    timeout=self.settings.read_timeout,
-                    metadata=self._metadata(member),
+                    timeout=settings.read_timeout,
+                    metadata=self._metadata(member) if settings.username else None,
                     wait_for_ready=True,
                 )
                 member.answered = True

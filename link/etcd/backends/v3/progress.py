@@ -1,9 +1,9 @@
 """Progress of long reads and writes, for whoever shows it (``link-etcd``'s bars).
 
 A plan does not know it is watched.  Both drivers (:func:`link.etcd.backends.v3.drive`
-and :func:`link.etcd.aio.driver.drive`) pass each step through :func:`observe` and
-each answer through :func:`answered`; they do nothing unless a callback was
-installed for the current context with :func:`reporting`:
+and :func:`link.etcd.aio.driver.drive`) ask :func:`watched` once per plan and, when
+a callback was installed for the current context with :func:`reporting`, pass
+each step through :func:`observe` and each answer through :func:`answered`:
 
 >>> from link.etcd.backends.v3.progress import reporting
 >>> seen = []
@@ -50,6 +50,12 @@ def reporting(report: Report) -> Iterator[None]:
         yield
     finally:
         _REPORT.reset(token)
+
+
+def watched() -> bool:
+    """Whether a report is installed for the current context (then a driver passes
+    steps through :func:`observe` and answers through :func:`answered`)."""
+    return _REPORT.get() is not None
 
 
 def observe(step: Any) -> Any:

@@ -80,7 +80,11 @@ class Failover(Generic[M]):
             naming every endpoint tried, when ``send`` raised :class:`Unreachable`
             for each.  Other exceptions of ``send`` propagate at once.
         """
-        tries = Tries(self, key)
+        started, first = time.monotonic(), self.current
+        try:  # the member that answered last, without a walk (most requests)
+            return send(self.members[first])
+        except Unreachable as exc:
+            tries = Tries(self, key, started).after(first, exc)
         for member in tries:
             try:
                 return tries.answered(send(member))
@@ -90,7 +94,11 @@ class Failover(Generic[M]):
 
     async def attempt_async(self, send: Callable[[M], Awaitable[T]], key: str | None = None) -> T:
         """:meth:`attempt` for a coroutine ``send`` (the asyncio transports)."""
-        tries = Tries(self, key)
+        started, first = time.monotonic(), self.current
+        try:
+            return await send(self.members[first])
+        except Unreachable as exc:
+            tries = Tries(self, key, started).after(first, exc)
         for member in tries:
             try:
                 return tries.answered(await send(member))
@@ -101,26 +109,39 @@ class Failover(Generic[M]):
 
 class Tries(Generic[M]):
     """One request's walk over the members of ``failover``, for :meth:`Failover.attempt`
-    and :meth:`Failover.attempt_async`: iterate for each member once (from the one
-    that answered last); :meth:`answered` makes the member that answered the first
-    of the next walk; :meth:`failed` records a member that did not; :meth:`error`
-    is what to raise when none answered."""
+    and :meth:`Failover.attempt_async`, once the member that answered last did not
+    (:meth:`after`): iterate for each other member once; :meth:`answered` makes the
+    member that answered the first of the next walk; :meth:`failed` records a member
+    that did not; :meth:`error` is what to raise when none answered.
 
-    def __init__(self, failover: Failover[M], key: str | None) -> None:
+    :param started: ``time.monotonic()`` when the request was first sent.
+    """
+
+    def __init__(self, failover: Failover[M], key: str | None, started: float) -> None:
         self._failover = failover
         self._key = key
         self._tried: list[str] = []
         self._index = failover.current
         self._timed_out = False
-        self._started = time.monotonic()
+        self._started = started
         self._reasons: list[str] = []
         self.last: Unreachable | None = None
 
+    def after(self, index: int, exc: Unreachable) -> Tries[M]:
+        """Record that member ``index``, tried first, failed with ``exc``; the walk
+        then goes on from the member after it.  Returns ``self``."""
+        self._index = index
+        self._tried.append(self._failover.urls[index])
+        self.failed(exc)
+        return self
+
     def __iter__(self) -> Iterator[M]:
-        for index, member in self._failover.order():
-            self._index = index
-            self._tried.append(self._failover.urls[index])
-            yield member
+        failover, first = self._failover, self._index
+        count = len(failover.members)
+        for step in range(1, count):
+            self._index = index = (first + step) % count
+            self._tried.append(failover.urls[index])
+            yield failover.members[index]
 
     def answered(self, result: T) -> T:
         self._failover.current = self._index
