@@ -35,7 +35,7 @@ from link.etcd.testing import EtcdServer
 
 from . import analysis, memory, report
 from .contenders import API_V2, API_V3, PATH, Clients, Setup, State, Workload
-from .runner import Measurement, cleanup, measure_size
+from .runner import PER_CALL_REPEAT, Measurement, cleanup, measure_size
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results", "latest.json")
@@ -206,6 +206,7 @@ def measure(args: argparse.Namespace, command: str) -> dict[str, Any]:
         "machine": machine,
         "sizes": args.sizes,
         "repeat": args.repeat,
+        "per_call_repeat": PER_CALL_REPEAT,
         "budget": args.budget,
         "seed": args.seed,
         "apis": args.apis,

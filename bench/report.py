@@ -728,8 +728,10 @@ def markdown_report(results: dict[str, Any], index: Index, png_name: str | None)
             "",
         ]
     parts += [
-        f"Median wall time of one operation ({repeat} repetitions; `(n=k)` marks contenders "
-        f"cut to k runs by the {results['budget']:.0f} s budget per contender and size):",
+        f"Median wall time of one operation ({repeat} repetitions, "
+        f"{repeat * results.get('per_call_repeat', 1)} for the per-call ones; `(n=k)` marks "
+        f"contenders cut to k runs by the {results['budget']:.0f} s budget per contender and "
+        "size):",
         "",
         times_table(index, repeat),
         "",
@@ -878,7 +880,10 @@ def markdown_report(results: dict[str, Any], index: Index, png_name: str | None)
         "tree) and its requests counted from the server's `/metrics`, outside the timing. A "
         f"contender stops repeating at a size once its runs and their setups took more than "
         f"{results['budget']:.0f} s: the one-request-per-leaf loops run once at 100,000 "
-        "leaves. The client and the server share the machine's cores.",
+        "leaves. The single-key contenders (200 calls in a row, about 0.1 s) repeat "
+        f"{results.get('per_call_repeat', 1)} times as often, in further repetitions of "
+        "their own: one such run varies by about ±20% within a run. The client and the "
+        "server share the machine's cores.",
         "",
     ]
     return "\n".join(parts)
