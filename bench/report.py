@@ -880,7 +880,8 @@ def markdown_report(results: dict[str, Any], index: Index, png_name: str | None)
         "tree) and its requests counted from the server's `/metrics`, outside the timing. A "
         f"contender stops repeating at a size once its runs and their setups took more than "
         f"{results['budget']:.0f} s: the one-request-per-leaf loops run once at 100,000 "
-        "leaves. The single-key contenders (200 calls in a row, about 0.1 s) repeat "
+        "leaves. The contenders timed per call (key get and key put, 200 calls in a row, "
+        "about 0.1 s; concurrent gets, per batch) repeat "
         f"{results.get('per_call_repeat', 1)} times as often, in further repetitions of "
         "their own: one such run varies by about ±20% within a run. The client and the "
         "server share the machine's cores.",

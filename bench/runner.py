@@ -12,10 +12,10 @@ needed, took more than the time budget (it always runs once): the
 one-request-per-leaf loops run once at 100,000 leaves.
 
 Contenders of ``calls`` calls in a row (single-key gets and puts, about 0.1 s a
-run) repeat :data:`PER_CALL_REPEAT` times as often, in further repetitions of
-their own: one run of 200 calls varied by ±20% within a run, so 5 left their
-median (and the choice of the fastest of three peers, two of them forks of one
-code) to chance.
+run; the batches of concurrent gets) repeat :data:`PER_CALL_REPEAT` times as
+often, in further repetitions of their own: one run of 200 calls varied by
+±20% within a run, so 5 left their median (and the choice of the fastest of
+three peers, two of them forks of one code) to chance.
 
 Before each run both sides collect their garbage: this process (``gc.collect``)
 and etcd (:func:`server_gc`), so that no contender pays for garbage an earlier one
